@@ -1,0 +1,118 @@
+"""The cliff application behind ``kvmplace``.
+
+cliff gives us subcommands from entry points and ``--debug``; we replace its
+error reporting so every failure is exactly one ``kvmplace: error: ...``
+line on stderr (a traceback only with ``--debug``), which scripts and
+operators can rely on.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+
+from cliff import app as cliff_app
+from cliff import commandmanager
+from oslo_config import cfg
+
+import kvmplace.conf
+from kvmplace.exception import KvmplaceError
+
+NAMESPACE = 'kvmplace.cli'
+
+
+class KvmplaceApp(cliff_app.App):
+
+    def __init__(self):
+        super().__init__(
+            description='Choose where a KVM guest should live-migrate, and drive it there.',
+            version=_version(),
+            command_manager=commandmanager.CommandManager(NAMESPACE),
+            deferred_help=True)
+        self.conf = None
+
+    def build_option_parser(self, description, version, argparse_kwargs=None):
+        parser = super().build_option_parser(description, version, argparse_kwargs)
+        parser.add_argument('--config-file', action='append', default=[], metavar='PATH',
+                            help='kvmplace configuration file (repeatable)')
+        return parser
+
+    def configure_logging(self):
+        # Warnings and up only, in one-line form; -v/--debug show more.
+        level = logging.DEBUG if self.options.debug or self.options.verbose_level > 1 \
+            else logging.WARNING
+        logging.basicConfig(level=level, stream=self.stderr,
+                            format='kvmplace: %(levelname)s: %(message)s')
+
+    def initialize_app(self, argv):
+        conf = cfg.CONF
+        kvmplace.conf.register_opts(conf)
+        try:
+            conf([], project='kvmplace', default_config_files=self.options.config_file,
+                 default_config_dirs=[])
+        except (cfg.Error, OSError) as exc:
+            raise KvmplaceError(f'configuration: {exc}') from None
+        self.conf = conf
+
+    def interact(self):
+        self.print_help()
+        return 2
+
+    def print_help(self):
+        self.parser.print_help(self.stdout)
+        self.stdout.write('\nCommands:\n')
+        for name, _ in sorted(self.command_manager):
+            self.stdout.write(f'  {name}\n')
+
+    def run(self, argv):
+        try:
+            if not argv:
+                self.options = self.parser.parse_known_args([])[0]
+                self.print_help()
+                return 2
+            return super().run(argv)
+        except KvmplaceError as exc:
+            return self._fail(exc)
+
+    def run_subcommand(self, argv):
+        try:
+            found = self.command_manager.find_command(argv)
+        except ValueError:
+            sys.stderr.write(f'kvmplace: error: unknown command "{" ".join(argv)}" '
+                             "(see 'kvmplace help')\n")
+            return 2
+        cmd_factory, cmd_name, sub_argv = found
+        cmd = cmd_factory(self, self.options)
+        try:
+            parser = cmd.get_parser(f'kvmplace {cmd_name}')
+            parsed = parser.parse_args(sub_argv)
+            return cmd.run(parsed) or 0
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 2
+        except KeyboardInterrupt:
+            sys.stderr.write('kvmplace: error: interrupted\n')
+            return 130
+        except BrokenPipeError:
+            return 141
+        except Exception as exc:  # noqa: BLE001 - the one place errors become lines
+            return self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> int:
+        if self.options is not None and getattr(self.options, 'debug', False):
+            traceback.print_exception(exc, file=sys.stderr)
+        if isinstance(exc, KvmplaceError):
+            message = str(exc)
+            code = exc.exit_code
+        else:
+            message = f'{type(exc).__name__}: {exc}' if str(exc) else type(exc).__name__
+            code = 1
+        sys.stderr.write(f'kvmplace: error: {" ".join(message.split())}\n')
+        return code
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version('kvmplace')
+    except Exception:  # noqa: BLE001 - not installed (running from a checkout)
+        return '0+unknown'

@@ -1,0 +1,1 @@
+"""Console scripts. Each is a few lines: parse, configure, hand over."""

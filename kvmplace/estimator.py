@@ -1,0 +1,223 @@
+"""The pre-copy live-migration model (ARCHITECTURE "Migration model").
+
+Why a model and not a lookup table: a drain or a scheduler has to compare
+targets *before* moving anything, and the three things that decide a
+migration's time - the path's rate, one connection's CPU-bound stream cap,
+and the write bandwidth of the NUMA node that carries QEMU's main thread
+(the seed note's "memory slowdown") - combine as a minimum. Pre-copy then
+turns a bandwidth R and a dirty rate D into rounds, data, time and downtime
+(Liu et al., HPDC 2011; QEMU's own stop rule: stop iterating once what is
+left can be sent within the max downtime).
+
+Everything here is pure arithmetic on numbers so it can run ten thousand
+times per scheduling request.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from kvmplace import objects
+
+BOTTLENECKS = ('link', 'stream', 'source-numa', 'dest-numa', 'cap')
+
+
+@dataclass(frozen=True, slots=True)
+class ModelParams:
+    """Model constants; see kvmplace.conf.estimator for their meaning."""
+    link_efficiency: float = 0.6
+    stream_cap_mibps: float = 300.0
+    multifd_connections: int = 1
+    max_downtime_ms: int = 500
+    max_rounds: int = 30
+    bandwidth_cap_mibps: float = 0.0
+    allow_auto_converge: bool = False
+    allow_post_copy: bool = False
+    auto_converge_initial_pct: int = 20
+    auto_converge_increment_pct: int = 10
+    switchover_overhead_ms: int = 0
+    setup_seconds: float = 0.0
+
+    @classmethod
+    def from_conf(cls, conf) -> 'ModelParams':
+        e = conf.estimator
+        return cls(link_efficiency=e.link_efficiency,
+                   stream_cap_mibps=e.stream_cap_mibps,
+                   multifd_connections=e.multifd_connections,
+                   max_downtime_ms=e.max_downtime_ms,
+                   max_rounds=e.max_rounds,
+                   bandwidth_cap_mibps=e.bandwidth_cap_mibps,
+                   allow_auto_converge=e.allow_auto_converge,
+                   allow_post_copy=e.allow_post_copy,
+                   auto_converge_initial_pct=e.auto_converge_initial_pct,
+                   auto_converge_increment_pct=e.auto_converge_increment_pct,
+                   switchover_overhead_ms=e.switchover_overhead_ms,
+                   setup_seconds=e.setup_seconds)
+
+    def with_policy(self, policy: Optional[objects.Policy]) -> 'ModelParams':
+        """Apply a request's policy over the configured defaults."""
+        if policy is None:
+            return self
+        changes = {}
+        if policy.max_downtime_ms is not None:
+            changes['max_downtime_ms'] = policy.max_downtime_ms
+        if policy.bandwidth_cap_mibps is not None:
+            changes['bandwidth_cap_mibps'] = policy.bandwidth_cap_mibps
+        if policy.allow_auto_converge is not None:
+            changes['allow_auto_converge'] = policy.allow_auto_converge
+        if policy.allow_post_copy is not None:
+            changes['allow_post_copy'] = policy.allow_post_copy
+        return replace(self, **changes) if changes else self
+
+
+def bandwidth(path_mbps: float, source_health: float, dest_health: float,
+              params: ModelParams, link_share: float = 1.0) -> tuple[float, str]:
+    """Effective MiB/s of one migration and what limits it.
+
+    ``link_share`` is the fraction of the path this migration gets when
+    others cross the same links at the same time (fair share). Ties go to
+    the earlier label in BOTTLENECKS, so a healthy node (h = 1.0) never
+    claims to be the bottleneck when the stream cap is.
+    """
+    stream = params.stream_cap_mibps * params.multifd_connections
+    best = objects.mbps_to_mibps(path_mbps) * params.link_efficiency * link_share
+    label = 'link'
+    for name, value in (('stream', stream),
+                        ('source-numa', source_health * stream),
+                        ('dest-numa', dest_health * stream)):
+        if value < best:
+            best, label = value, name
+    cap = params.bandwidth_cap_mibps
+    if cap and cap < best:
+        best, label = cap, 'cap'
+    return max(best, 0.0), label
+
+
+@dataclass(frozen=True, slots=True)
+class Precopy:
+    """What pre-copy does at a given bandwidth."""
+    rounds: int
+    data_mib: float
+    total_seconds: float
+    downtime_ms: float
+    converges: bool
+    mode: str
+
+
+def precopy(memory_mib: float, dirty_rate_mibps: float, bandwidth_mibps: float,
+            params: ModelParams, disk_mib: float = 0.0) -> Precopy:
+    """Simulate pre-copy rounds.
+
+    Round 0 sends all memory (and the disk when storage is not shared);
+    round i re-sends what the guest dirtied during round i-1, never more
+    than its memory. Stop when what is left fits in the max downtime.
+    ``rounds`` counts the iterative rounds, not the final stop-and-copy.
+    """
+    overhead_s = params.switchover_overhead_ms / 1000.0
+    if bandwidth_mibps <= 0:
+        return Precopy(0, 0.0, float('inf'), float('inf'), False, 'pre-copy')
+    r = bandwidth_mibps
+    window_mib = r * params.max_downtime_ms / 1000.0
+    memory = float(memory_mib)
+    dirty = max(0.0, float(dirty_rate_mibps))
+    sent = memory + disk_mib
+    elapsed = params.setup_seconds + sent / r
+    left = min(memory, dirty * (sent / r))
+    rounds = 1
+    throttle = 0.0
+    mode = 'pre-copy'
+    while left > window_mib:
+        diverging = dirty * (1.0 - throttle) >= r
+        if rounds >= params.max_rounds or (diverging and not params.allow_auto_converge):
+            if params.allow_post_copy:
+                # Switch over now; the rest is pulled by the destination
+                # while the guest already runs there.
+                elapsed += left / r + overhead_s
+                return Precopy(rounds, sent + left, elapsed, overhead_s * 1000.0,
+                               True, 'post-copy')
+            # Forced stop-and-copy: everything left goes during the pause.
+            downtime_s = left / r + overhead_s
+            return Precopy(rounds, sent + left, elapsed + downtime_s,
+                           downtime_s * 1000.0, False, mode)
+        if params.allow_auto_converge and rounds >= 2:
+            if throttle == 0.0:
+                throttle = params.auto_converge_initial_pct / 100.0
+            else:
+                throttle = min(0.99, throttle + params.auto_converge_increment_pct / 100.0)
+            mode = 'auto-converge'
+        t = left / r
+        sent += left
+        elapsed += t
+        left = min(memory, dirty * (1.0 - throttle) * t)
+        rounds += 1
+    downtime_s = left / r + overhead_s
+    return Precopy(rounds, sent + left, elapsed + downtime_s, downtime_s * 1000.0, True, mode)
+
+
+def _source_nodes(instance: objects.Instance, source: objects.Host
+                  ) -> tuple[float, Optional[objects.NumaNode]]:
+    """Health of the emulator thread's current node, and a better node.
+
+    An unknown emulator node means the thread floats over every CPU, so the
+    worst node is what the migration may get: that is what pre-pinning fixes.
+    """
+    if not source.numa:
+        return 1.0, None
+    current = source.node(instance.emulator_node) if instance.emulator_node is not None else None
+    current_health = current.health if current else min(n.health for n in source.numa)
+    best = source.best_node()
+    if best is not None and best.health > current_health + 1e-9:
+        return current_health, best
+    return current_health, None
+
+
+def estimate(instance: objects.Instance, source: objects.Host, dest: objects.Host,
+             path_mbps: float, params: ModelParams, link_share: float = 1.0
+             ) -> objects.Estimate:
+    """Predict migrating ``instance`` from ``source`` to ``dest``."""
+    current_health, better = _source_nodes(instance, source)
+    dest_node = dest.best_node(instance.memory_mib)
+    dest_health = dest_node.health if dest_node else 1.0
+    src_health = better.health if better else current_health
+    mibps, label = bandwidth(path_mbps, src_health, dest_health, params, link_share)
+    run = precopy(instance.memory_mib, instance.dirty_rate_mibps, mibps, params,
+                  instance.disk_mib)
+    pre_pin = without = None
+    if better is not None:
+        pre_pin = {'node': better.id, 'cpus': better.cpus}
+        slow_mibps, _ = bandwidth(path_mbps, current_health, dest_health, params, link_share)
+        slow = precopy(instance.memory_mib, instance.dirty_rate_mibps, slow_mibps, params,
+                       instance.disk_mib)
+        without = {'bandwidth_mibps': round(slow_mibps, 2),
+                   'total_seconds': round(slow.total_seconds, 3),
+                   'converges': slow.converges}
+    return objects.Estimate(
+        bandwidth_mibps=round(mibps, 2), bottleneck=label, rounds=run.rounds,
+        data_mib=round(run.data_mib, 1), total_seconds=round(run.total_seconds, 3),
+        downtime_ms=round(run.downtime_ms, 1), converges=run.converges,
+        pre_pin=pre_pin, without_pre_pin=without, mode=run.mode)
+
+
+def eta_seconds(remaining_mib: float, dirty_rate_mibps: float, bandwidth_mibps: float,
+                params: ModelParams) -> Optional[float]:
+    """ETA of a running migration from its live job statistics.
+
+    The same pre-copy rule applied from where the job is now: what is left
+    is sent, the guest dirties more meanwhile, and so on until it fits in
+    the downtime window. None when it will not converge at this rate.
+    """
+    if bandwidth_mibps <= 0:
+        return None
+    r = bandwidth_mibps
+    window = r * params.max_downtime_ms / 1000.0
+    left = max(0.0, remaining_mib)
+    eta = 0.0
+    for _ in range(params.max_rounds + 1):
+        if left <= window:
+            return eta + left / r
+        if dirty_rate_mibps >= r:
+            return None
+        t = left / r
+        eta += t
+        left = dirty_rate_mibps * t
+    return None

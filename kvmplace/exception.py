@@ -1,0 +1,37 @@
+"""Errors that reach a user as one clear line.
+
+Every error kvmplace raises on purpose derives from :class:`KvmplaceError`;
+the CLI prints ``kvmplace: error: <message>`` for it and exits non-zero, and
+the RPC layer sends it back to the caller with its message intact.
+"""
+
+
+class KvmplaceError(Exception):
+    """Base class: the message is meant for the operator, as is."""
+
+    exit_code = 1
+
+
+class InvalidInput(KvmplaceError):
+    """Input (inventory, CLI argument, RPC argument) is malformed.
+
+    ``field`` is the dotted path of the first wrong field, e.g.
+    ``hosts[2].numa[0].cpus``, so the user can find it without guessing.
+    """
+
+    def __init__(self, field: str, problem: str):
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}" if field else problem)
+
+
+class NotFound(KvmplaceError):
+    """A named host, instance or migration does not exist."""
+
+
+class NoValidHost(KvmplaceError):
+    """Every candidate host was rejected by a filter."""
+
+
+class ConfigError(KvmplaceError):
+    """The configuration names something that does not exist."""

@@ -1,0 +1,255 @@
+"""Plain data: hosts, NUMA nodes, instances, links, requests, estimates.
+
+Everything here round-trips through ``to_dict``/``from_dict`` so that it can
+cross oslo.messaging RPC as dicts, lists, numbers and strings. Validation of
+untrusted input lives in :mod:`kvmplace.inventory`; these constructors trust
+their arguments, which keeps the scheduler's hot path cheap.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+MIB_PER_MBIT = 1e6 / 8 / 2 ** 20
+"""MiB/s carried by one megabit per second (0.1192)."""
+
+
+def mbps_to_mibps(mbps: float) -> float:
+    return mbps * MIB_PER_MBIT
+
+
+def mibps_to_mbps(mibps: float) -> float:
+    return mibps / MIB_PER_MBIT
+
+
+def parse_cpu_list(text: str) -> tuple[int, ...]:
+    """Parse a Linux CPU list ("0-3,8,10-11") into sorted CPU ids.
+
+    Raises ValueError with a short reason; callers add the field name.
+    """
+    if not isinstance(text, str):
+        raise ValueError('must be a CPU list string such as "0-3,8"')
+    cpus: set[int] = set()
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError('is empty')
+    for part in stripped.split(','):
+        part = part.strip()
+        if not part:
+            raise ValueError(f'has an empty item in "{text}"')
+        if '-' in part:
+            lo_s, _, hi_s = part.partition('-')
+            if not (lo_s.isdigit() and hi_s.isdigit()):
+                raise ValueError(f'has a bad range "{part}"')
+            lo, hi = int(lo_s), int(hi_s)
+            if lo > hi:
+                raise ValueError(f'has a descending range "{part}"')
+            if hi - lo > 65535:
+                raise ValueError(f'range "{part}" is too large')
+            cpus.update(range(lo, hi + 1))
+        else:
+            if not part.isdigit():
+                raise ValueError(f'has a bad CPU id "{part}"')
+            cpus.add(int(part))
+    return tuple(sorted(cpus))
+
+
+def format_cpu_list(cpus) -> str:
+    """Inverse of :func:`parse_cpu_list`: (0,1,2,5) -> "0-2,5"."""
+    ids = sorted(set(cpus))
+    out = []
+    i = 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        out.append(str(ids[i]) if i == j else f'{ids[i]}-{ids[j]}')
+        i = j + 1
+    return ','.join(out)
+
+
+class _Dict:
+    """to_dict/from_dict for flat dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(slots=True)
+class NumaNode(_Dict):
+    """One NUMA node of a host.
+
+    ``bandwidth_mibps`` is the measured memory *write* bandwidth (the seed
+    note: migration dirties pages and the guest writes new ones, so writes
+    are what slows down); ``baseline_mibps`` is what the node does when
+    healthy. ``health`` is their ratio, 1.0 when either is unknown.
+    """
+    id: int
+    cpus: str
+    memory_mib: int = 0
+    free_memory_mib: int = 0
+    bandwidth_mibps: Optional[float] = None
+    baseline_mibps: Optional[float] = None
+
+    @property
+    def health(self) -> float:
+        if not self.bandwidth_mibps or not self.baseline_mibps:
+            return 1.0
+        return min(1.0, self.bandwidth_mibps / self.baseline_mibps)
+
+    @property
+    def cpu_ids(self) -> tuple[int, ...]:
+        return parse_cpu_list(self.cpus)
+
+
+@dataclass(slots=True)
+class Host(_Dict):
+    """A compute host as the scheduler sees it."""
+    name: str
+    enabled: bool = True
+    maintenance: bool = False
+    link_mbps: float = 10000
+    vcpus: int = 0
+    vcpus_used: int = 0
+    memory_mib: int = 0
+    memory_used_mib: int = 0
+    cpu_model: Optional[str] = None
+    numa: list[NumaNode] = field(default_factory=list)
+    up: bool = True
+    updated_at: Optional[float] = None
+
+    @property
+    def free_memory_mib(self) -> int:
+        return self.memory_mib - self.memory_used_mib
+
+    @property
+    def free_vcpus(self) -> int:
+        return self.vcpus - self.vcpus_used
+
+    def node(self, node_id: int) -> Optional[NumaNode]:
+        for node in self.numa:
+            if node.id == node_id:
+                return node
+        return None
+
+    def best_node(self, need_memory_mib: int = 0) -> Optional[NumaNode]:
+        """The healthiest node, preferring nodes with room for the memory.
+
+        Ties go to the node with more free memory, then the lower id, so the
+        choice is stable.
+        """
+        if not self.numa:
+            return None
+        roomy = [n for n in self.numa if n.free_memory_mib >= need_memory_mib]
+        pool = roomy or self.numa
+        return max(pool, key=lambda n: (round(n.health, 6), n.free_memory_mib, -n.id))
+
+    @property
+    def best_health(self) -> float:
+        if not self.numa:
+            return 1.0
+        return max(n.health for n in self.numa)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> 'Host':
+        data = dict(data)
+        data['numa'] = [n if isinstance(n, NumaNode) else NumaNode.from_dict(n)
+                        for n in data.get('numa') or []]
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(slots=True)
+class Instance(_Dict):
+    """A guest. ``emulator_node`` is where its QEMU main thread runs now."""
+    name: str
+    host: str
+    memory_mib: int
+    vcpus: int = 1
+    dirty_rate_mibps: float = 0.0
+    emulator_node: Optional[int] = None
+    disk_gib: float = 0.0
+    shared_storage: bool = True
+    uuid: Optional[str] = None
+    cpu_model: Optional[str] = None
+
+    @property
+    def disk_mib(self) -> float:
+        return 0.0 if self.shared_storage else self.disk_gib * 1024.0
+
+
+@dataclass(slots=True)
+class Link(_Dict):
+    """An undirected network link between two nodes (hosts or switches)."""
+    a: str
+    b: str
+    mbps: float
+
+
+@dataclass(slots=True)
+class Policy(_Dict):
+    """Per-request migration policy; None fields fall back to config."""
+    max_downtime_ms: Optional[int] = None
+    bandwidth_cap_mibps: Optional[float] = None
+    allow_auto_converge: Optional[bool] = None
+    allow_post_copy: Optional[bool] = None
+
+
+@dataclass(slots=True)
+class MigrationRequest(_Dict):
+    """What the scheduler is asked: where should ``instance`` go?"""
+    instance: str
+    force_hosts: list[str] = field(default_factory=list)
+    ignore_hosts: list[str] = field(default_factory=list)
+    policy: Policy = field(default_factory=Policy)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> 'MigrationRequest':
+        data = dict(data)
+        policy = data.get('policy') or {}
+        data['policy'] = policy if isinstance(policy, Policy) else Policy.from_dict(policy)
+        return cls(instance=data['instance'],
+                   force_hosts=list(data.get('force_hosts') or []),
+                   ignore_hosts=list(data.get('ignore_hosts') or []),
+                   policy=data['policy'])
+
+
+@dataclass(slots=True)
+class Estimate(_Dict):
+    """Predicted outcome of one live migration (ARCHITECTURE "ESTIMATE")."""
+    bandwidth_mibps: float
+    bottleneck: str
+    rounds: int
+    data_mib: float
+    total_seconds: float
+    downtime_ms: float
+    converges: bool
+    pre_pin: Optional[dict] = None
+    without_pre_pin: Optional[dict] = None
+    mode: str = 'pre-copy'
+
+
+@dataclass(slots=True)
+class Inventory:
+    """A cluster snapshot: hosts, instances and (optionally) links."""
+    hosts: dict[str, Host]
+    instances: dict[str, Instance]
+    links: list[Link] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {'hosts': [h.to_dict() for h in self.hosts.values()],
+                'instances': [i.to_dict() for i in self.instances.values()],
+                'links': [link.to_dict() for link in self.links]}
+
+    def instances_on(self, host: str) -> list[Instance]:
+        return [i for i in self.instances.values() if i.host == host]

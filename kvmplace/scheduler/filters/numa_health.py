@@ -1,0 +1,20 @@
+"""Reject hosts with no NUMA node at healthy memory bandwidth.
+
+The seed note: when a host's memory slows down, migration into and out of
+it crawls (10 GbE at about 100 MB/s instead of 300). The incoming QEMU main
+thread is pinned to the destination's healthiest node, so a host passes
+when at least one node is at ``numa_health_threshold`` or better. Hosts
+that report no bandwidth figures count as healthy.
+"""
+from kvmplace.scheduler.filters import BaseFilter
+
+
+class NumaHealthFilter(BaseFilter):
+
+    def host_passes(self, host, spec) -> bool:
+        return host.best_health >= self.conf.scheduler.numa_health_threshold
+
+    def reason(self, host, spec) -> str:
+        return (f'best NUMA node runs at {host.best_health:.0%} of its baseline '
+                f'write bandwidth, below numa_health_threshold '
+                f'{self.conf.scheduler.numa_health_threshold:.0%}')

@@ -1,0 +1,175 @@
+"""Load the enabled plugins and answer "where should this guest go?".
+
+Plugins are loaded by name from config with stevedore, in the configured
+order; a name that is not installed stops start-up with a clear error
+(a silently missing filter would let through hosts it should reject).
+Weights are normalized here and only here.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Optional
+
+from stevedore import named
+
+from kvmplace import estimator
+from kvmplace import objects
+from kvmplace import topology as topo
+from kvmplace.exception import ConfigError, InvalidInput, NotFound
+from kvmplace.scheduler.spec import RequestSpec
+
+LOG = logging.getLogger(__name__)
+
+FILTER_NAMESPACE = 'kvmplace.scheduler.filters'
+WEIGHER_NAMESPACE = 'kvmplace.scheduler.weighers'
+
+
+def load_plugins(namespace: str, names: list[str], conf) -> list:
+    """Instantiate the named plugins of ``namespace`` in the given order."""
+    missing: list[str] = []
+    failures: list[str] = []
+
+    def _on_missing(names_missing):
+        missing.extend(sorted(names_missing))
+
+    def _on_failure(manager, entrypoint, exc):
+        failures.append(f'{entrypoint.name}: {exc}')
+
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError(f'{namespace}: {", ".join(dup)} enabled twice')
+    mgr = named.NamedExtensionManager(
+        namespace, names=names, name_order=True, invoke_on_load=True,
+        invoke_args=(conf,), on_missing_entrypoints_callback=_on_missing,
+        on_load_failure_callback=_on_failure)
+    if missing or failures:
+        problems = [f'"{n}" is not installed' for n in missing] + failures
+        raise ConfigError(f'{namespace}: ' + '; '.join(problems))
+    plugins = []
+    for ext in mgr:
+        ext.obj.name = ext.name
+        plugins.append(ext.obj)
+    return plugins
+
+
+def normalize(values: list[float]) -> list[float]:
+    """Min-max normalize to 0..1; all-equal values normalize to 0 (Nova)."""
+    if not values:
+        return []
+    lo = min(values)
+    hi = max(values)
+    span = hi - lo
+    if span <= 0 or span != span:  # all equal, or NaN
+        return [0.0] * len(values)
+    return [(v - lo) / span for v in values]
+
+
+class SchedulerManager:
+    """Filters then weighers over host states; every decision explained."""
+
+    def __init__(self, conf, filters: Optional[list] = None,
+                 weighers: Optional[list] = None):
+        self.conf = conf
+        self.filters = filters if filters is not None else load_plugins(
+            FILTER_NAMESPACE, list(conf.scheduler.enabled_filters), conf)
+        self.weighers = weighers if weighers is not None else load_plugins(
+            WEIGHER_NAMESPACE, list(conf.scheduler.enabled_weighers), conf)
+        self.params = estimator.ModelParams.from_conf(conf)
+
+    def build_spec(self, inventory: objects.Inventory, request: objects.MigrationRequest,
+                   topology: Optional[topo.Topology] = None,
+                   now: Optional[float] = None) -> RequestSpec:
+        instance = inventory.instances.get(request.instance)
+        if instance is None:
+            raise NotFound(f'unknown instance "{request.instance}"')
+        source = inventory.hosts.get(instance.host)
+        if source is None:
+            raise NotFound(f'instance "{instance.name}" is on unknown host "{instance.host}"')
+        for field in ('force_hosts', 'ignore_hosts'):
+            for name in getattr(request, field):
+                if name not in inventory.hosts:
+                    raise NotFound(f'unknown host "{name}"')
+        topology = topology or topo.Topology.from_inventory(inventory)
+        return RequestSpec(self.conf, instance, source, request, topology, self.params, now)
+
+    def select(self, inventory: objects.Inventory, request: objects.MigrationRequest,
+               topology: Optional[topo.Topology] = None,
+               hosts: Optional[Iterable[objects.Host]] = None,
+               now: Optional[float] = None) -> dict:
+        """Rank the candidate hosts for ``request``.
+
+        Returns ``{"instance", "source", "ranked": [...], "rejected": [...]}``
+        as ARCHITECTURE "CLI" defines; ``ranked`` best first.
+        """
+        spec = self.build_spec(inventory, request, topology, now)
+        return self.select_with_spec(spec, hosts if hosts is not None
+                                     else inventory.hosts.values())
+
+    def select_with_spec(self, spec: RequestSpec, hosts: Iterable[objects.Host]) -> dict:
+        request = spec.request
+        candidates = list(hosts)
+        rejected: list[dict] = []
+        if request.force_hosts:
+            wanted = set(request.force_hosts)
+            for host in candidates:
+                if host.name not in wanted:
+                    rejected.append({'host': host.name, 'filter': 'force_hosts',
+                                     'reason': 'not among the requested hosts'})
+            candidates = [h for h in candidates if h.name in wanted]
+        if request.ignore_hosts:
+            ignored = set(request.ignore_hosts)
+            for host in candidates:
+                if host.name in ignored:
+                    rejected.append({'host': host.name, 'filter': 'ignore_hosts',
+                                     'reason': 'excluded by the request'})
+            candidates = [h for h in candidates if h.name not in ignored]
+        for flt in self.filters:
+            if not candidates:
+                break
+            candidates, failed = flt.filter_all(candidates, spec)
+            for host in failed:
+                rejected.append({'host': host.name, 'filter': flt.name,
+                                 'reason': flt.reason(host, spec)})
+            LOG.debug('filter %(name)s: %(left)d hosts left, %(out)d rejected',
+                      {'name': flt.name, 'left': len(candidates), 'out': len(failed)})
+        ranked = self._weigh(candidates, spec)
+        return {'instance': spec.instance.name, 'source': spec.source.name,
+                'ranked': ranked, 'rejected': rejected}
+
+    def _weigh(self, hosts: list[objects.Host], spec: RequestSpec) -> list[dict]:
+        if not hosts:
+            return []
+        n = len(hosts)
+        totals = [0.0] * n
+        breakdown: list[dict] = [{} for _ in range(n)]
+        for weigher in self.weighers:
+            raw = [float(weigher.weigh(h, spec)) for h in hosts]
+            norm = normalize(raw)
+            mult = weigher.multiplier
+            for i in range(n):
+                totals[i] += mult * norm[i]
+                breakdown[i][weigher.name] = {'raw': round(raw[i], 4),
+                                              'normalized': round(norm[i], 4),
+                                              'multiplier': mult}
+        order = sorted(range(n), key=lambda i: (-totals[i], hosts[i].name))
+        return [{'host': hosts[i].name, 'weight': round(totals[i], 6),
+                 'weighers': breakdown[i],
+                 'estimate': spec.estimate(hosts[i]).to_dict()}
+                for i in order]
+
+    def estimate(self, inventory: objects.Inventory, instance_name: str, dest_name: str,
+                 policy: Optional[objects.Policy] = None,
+                 topology: Optional[topo.Topology] = None) -> objects.Estimate:
+        """The estimate for one (instance, destination) pair."""
+        request = objects.MigrationRequest(instance=instance_name,
+                                           policy=policy or objects.Policy())
+        dest = inventory.hosts.get(dest_name)
+        if dest is None:
+            raise NotFound(f'unknown host "{dest_name}"')
+        spec = self.build_spec(inventory, request, topology)
+        if dest.name == spec.source.name:
+            raise InvalidInput('--to', f'"{dest_name}" is already the instance\'s host')
+        if spec.path_mbps(dest) <= 0:
+            raise InvalidInput('--to', f'no network path from "{spec.source.name}" '
+                               f'to "{dest_name}"')
+        return spec.estimate(dest)
