@@ -6,10 +6,11 @@
 """
 from oslo_config import cfg
 
+from kvmplace.conf import conductor
 from kvmplace.conf import estimator
 from kvmplace.conf import scheduler
 
-_MODULES = (scheduler, estimator)
+_MODULES = (scheduler, estimator, conductor)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:

@@ -1,0 +1,73 @@
+"""[conductor] and [database]: the migration workflow and its records."""
+from oslo_config import cfg
+
+GROUP = cfg.OptGroup(
+    'conductor', title='Conductor options',
+    help='How the conductor drives migrations across the agents.')
+
+DB_GROUP = cfg.OptGroup(
+    'database', title='Database options',
+    help='Where the conductor keeps host states and migration records.')
+
+OPTS = [
+    cfg.StrOpt(
+        'host', sample_default='<hostname>',
+        help='Name of this conductor (RPC server name).'),
+    cfg.IntOpt(
+        'max_attempts', default=3, min=1,
+        help='Destinations tried per migration: when a destination refuses '
+             'the precheck, the next-ranked host is tried, up to this many '
+             'hosts in all.'),
+    cfg.IntOpt(
+        'max_concurrent_per_source', default=2, min=1,
+        help='Migrations leaving one host at the same time. Each outgoing '
+             'stream costs the source a CPU in its QEMU migration thread.'),
+    cfg.IntOpt(
+        'max_concurrent_per_dest', default=2, min=1,
+        help='Migrations entering one host at the same time.'),
+    cfg.IntOpt(
+        'max_concurrent_total', default=8, min=1,
+        help='Migrations running in the whole cluster at the same time.'),
+    cfg.FloatOpt(
+        'link_reserve_fraction', default=0.0, min=0.0, max=0.9,
+        help='Fraction of every link kept free of migration traffic. The '
+             'conductor never starts a migration that would push a link '
+             'beyond (1 - this) of its capacity.'),
+    cfg.IntOpt(
+        'rpc_call_timeout_seconds', default=60, min=1,
+        help='Timeout of one RPC call to an agent (precheck, pin, verify).'),
+    cfg.IntOpt(
+        'migration_timeout_seconds', default=3600, min=10,
+        help='A migration the conductor has heard nothing about for this '
+             'long is checked with the source agent and failed if no job runs.'),
+    cfg.IntOpt(
+        'monitor_interval_seconds', default=2, min=1,
+        help='How often the conductor checks running migrations whose agent '
+             'has gone quiet (progress normally arrives as casts).'),
+    cfg.IntOpt(
+        'workers', default=8, min=1,
+        help='Threads that run migration workflows.'),
+    cfg.BoolOpt(
+        'notifications', default=True,
+        help='Emit oslo.messaging notifications (kvmplace.migration.start, '
+             '.progress, .end, .error).'),
+]
+
+DB_OPTS = [
+    cfg.StrOpt(
+        'connection', default='sqlite:////var/lib/kvmplace/kvmplace.sqlite', secret=True,
+        help='SQLAlchemy URL of the database. SQLite for one conductor; '
+             'PostgreSQL or MySQL (postgresql+psycopg2://..., mysql+pymysql://...) '
+             'for production. Never logged: it may hold a password.'),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_group(GROUP)
+    conf.register_opts(OPTS, group=GROUP)
+    conf.register_group(DB_GROUP)
+    conf.register_opts(DB_OPTS, group=DB_GROUP)
+
+
+def list_opts():
+    return {GROUP: OPTS, DB_GROUP: DB_OPTS}
