@@ -1,0 +1,1 @@
+"""The conductor: ties the scheduler and the agents together and owns the records."""

@@ -1,0 +1,1 @@
+"""SQL records of the conductor (SQLAlchemy models, alembic migrations, API)."""

@@ -1,0 +1,287 @@
+"""Database access for the conductor.
+
+Each function is one short transaction that commits before it returns:
+the workflow relies on "written before the next step starts". SQLite runs
+in WAL mode with a busy timeout so the RPC threads and the workflow threads
+can write concurrently. Storage errors (full or read-only disk) become one
+clear KvmplaceError and leave the previous records intact (the transaction
+rolls back).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid as uuidlib
+from typing import Any, Iterator, Optional
+
+import alembic.command
+import alembic.config
+import sqlalchemy as sa
+from sqlalchemy import event, exc as sa_exc, orm
+
+from kvmplace.conductor.db import models
+from kvmplace.exception import KvmplaceError, NotFound
+
+ACTIVE_STATUSES = ('queued', 'scheduling', 'prechecking', 'pinning', 'migrating',
+                   'verifying', 'rolling-back', 'aborting')
+FINAL_STATUSES = ('completed', 'failed', 'aborted', 'rolled-back')
+
+
+class DatabaseError(KvmplaceError):
+    """The database could not be written or read."""
+
+
+def _redact(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - never echo an unparsable URL
+        return '<database url>'
+
+
+class Database:
+    """Engine, schema upgrade and the record operations."""
+
+    def __init__(self, url: str):
+        self.url = url
+        try:
+            parsed = sa.engine.make_url(url)
+        except sa_exc.ArgumentError:
+            raise DatabaseError('[database] connection is not a valid SQLAlchemy URL') from None
+        kwargs: dict[str, Any] = {'future': True}
+        if parsed.get_backend_name() == 'sqlite':
+            if parsed.database and parsed.database != ':memory:':
+                directory = os.path.dirname(os.path.abspath(parsed.database))
+                try:
+                    os.makedirs(directory, exist_ok=True)
+                except OSError as exc:
+                    raise DatabaseError(f'cannot create {directory}: {exc.strerror}') from None
+            kwargs['connect_args'] = {'check_same_thread': False, 'timeout': 30}
+            if not parsed.database or parsed.database == ':memory:':
+                kwargs['poolclass'] = sa.pool.StaticPool
+        else:
+            kwargs['pool_pre_ping'] = True
+        self.engine = sa.create_engine(url, **kwargs)
+        if parsed.get_backend_name() == 'sqlite':
+            event.listen(self.engine, 'connect', _sqlite_pragmas)
+        self._session = orm.sessionmaker(self.engine, expire_on_commit=False)
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f'Database({_redact(self.url)})'
+
+    # -- schema ---------------------------------------------------------------
+    def upgrade(self) -> None:
+        """Bring the schema to the newest alembic revision."""
+        cfg = alembic.config.Config()
+        cfg.set_main_option('script_location',
+                            os.path.join(os.path.dirname(__file__), 'alembic'))
+        try:
+            with self.engine.begin() as conn:
+                cfg.attributes['connection'] = conn
+                alembic.command.upgrade(cfg, 'head')
+        except sa_exc.SQLAlchemyError as exc:
+            raise DatabaseError(f'cannot prepare the database {_redact(self.url)}: '
+                                f'{_short(exc)}') from None
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[orm.Session]:
+        try:
+            with self._session.begin() as session:
+                yield session
+        except sa_exc.OperationalError as exc:
+            raise DatabaseError(f'database {_redact(self.url)}: {_short(exc)}') from None
+
+    # -- hosts ----------------------------------------------------------------
+    def report_host(self, name: str, state: dict, reported_at: float) -> None:
+        with self.session() as s:
+            row = s.get(models.HostRecord, name)
+            if row is None:
+                row = models.HostRecord(name=name)
+                s.add(row)
+            row.state = state
+            row.reported_at = reported_at
+
+    def list_hosts(self) -> list[dict]:
+        with self.session() as s:
+            rows = s.scalars(sa.select(models.HostRecord).order_by(models.HostRecord.name))
+            return [models.to_dict(r) for r in rows]
+
+    def get_host(self, name: str) -> dict:
+        with self.session() as s:
+            row = s.get(models.HostRecord, name)
+            if row is None:
+                raise NotFound(f'unknown host "{name}"')
+            return models.to_dict(row)
+
+    def set_maintenance(self, name: str, on: bool, reason: Optional[str] = None) -> None:
+        with self.session() as s:
+            row = s.get(models.HostRecord, name)
+            if row is None:
+                raise NotFound(f'unknown host "{name}"')
+            row.maintenance = on
+            row.maintenance_reason = reason if on else None
+
+    # -- migrations -----------------------------------------------------------
+    def create_migration(self, instance: str, source: str, requested_dest: Optional[str],
+                         policy: dict, drain_id: Optional[str] = None,
+                         conductor: Optional[str] = None,
+                         instance_uuid: Optional[str] = None) -> dict:
+        """Create a queued migration, refusing a second active one per guest.
+
+        The check and the insert share one transaction under a lock, so two
+        concurrent requests for the same guest cannot both get through.
+        """
+        with self._lock, self.session() as s:
+            active = s.scalar(sa.select(models.MigrationRecord.id).where(
+                models.MigrationRecord.instance == instance,
+                models.MigrationRecord.status.in_(ACTIVE_STATUSES)))
+            if active:
+                raise KvmplaceError(f'instance "{instance}" is already migrating '
+                                    f'(migration {active})')
+            row = models.MigrationRecord(
+                id=str(uuidlib.uuid4()), instance=instance, source=source,
+                requested_dest=requested_dest, status='queued', policy=policy,
+                drain_id=drain_id, conductor=conductor, attempts=[],
+                instance_uuid=instance_uuid)
+            s.add(row)
+            s.flush()
+            return models.to_dict(row)
+
+    def update_migration(self, migration_id: str, **fields: Any) -> dict:
+        with self.session() as s:
+            row = s.get(models.MigrationRecord, migration_id)
+            if row is None:
+                raise NotFound(f'unknown migration "{migration_id}"')
+            for key, value in fields.items():
+                setattr(row, key, value)
+            if fields.get('status') in FINAL_STATUSES and row.finished_at is None:
+                row.finished_at = models.utcnow()
+            if fields.get('status') == 'migrating' and row.started_at is None:
+                row.started_at = models.utcnow()
+            s.flush()
+            return models.to_dict(row)
+
+    def get_migration(self, migration_id: str, steps: bool = True) -> dict:
+        with self.session() as s:
+            row = s.get(models.MigrationRecord, migration_id)
+            if row is None:
+                # Accept an unambiguous id prefix, as operators paste short ids.
+                matches = list(s.scalars(sa.select(models.MigrationRecord).where(
+                    models.MigrationRecord.id.like(f'{_escape_like(migration_id)}%',
+                                                   escape='\\')).limit(2)))
+                if len(matches) != 1 or len(migration_id) < 4:
+                    raise NotFound(f'unknown migration "{migration_id}"')
+                row = matches[0]
+            data = models.to_dict(row)
+            if steps:
+                data['steps'] = [models.to_dict(st) for st in row.steps]
+            return data
+
+    def list_migrations(self, status: Optional[str] = None, instance: Optional[str] = None,
+                        drain_id: Optional[str] = None, limit: int = 100) -> list[dict]:
+        with self.session() as s:
+            q = sa.select(models.MigrationRecord)
+            if status == 'active':
+                q = q.where(models.MigrationRecord.status.in_(ACTIVE_STATUSES))
+            elif status:
+                q = q.where(models.MigrationRecord.status == status)
+            if instance:
+                q = q.where(models.MigrationRecord.instance == instance)
+            if drain_id:
+                q = q.where(models.MigrationRecord.drain_id == drain_id)
+            q = q.order_by(models.MigrationRecord.created_at.desc()).limit(limit)
+            return [models.to_dict(r) for r in s.scalars(q)]
+
+    def unfinished_migrations(self) -> list[dict]:
+        return self.list_migrations(status='active', limit=100000)
+
+    def add_step(self, migration_id: str, name: str, host: Optional[str] = None,
+                 status: str = 'running', message: Optional[str] = None,
+                 data: Optional[dict] = None, finished: bool = False) -> int:
+        with self.session() as s:
+            seq = s.scalar(sa.select(sa.func.count()).select_from(models.StepRecord).where(
+                models.StepRecord.migration_id == migration_id)) or 0
+            row = models.StepRecord(migration_id=migration_id, seq=seq, name=name, host=host,
+                                    status=status, message=message, data=data)
+            if finished:
+                row.finished_at = row.started_at = models.utcnow()
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def finish_step(self, step_id: int, status: str, message: Optional[str] = None,
+                    data: Optional[dict] = None) -> None:
+        with self.session() as s:
+            row = s.get(models.StepRecord, step_id)
+            if row is None:
+                return
+            row.status = status
+            row.finished_at = models.utcnow()
+            if message is not None:
+                row.message = message
+            if data is not None:
+                row.data = data
+
+    # -- drains ---------------------------------------------------------------
+    def create_drain(self, kind: str, host: Optional[str], plan: dict,
+                     status: str = 'running') -> dict:
+        with self._lock, self.session() as s:
+            if kind == 'drain' and host:
+                running = s.scalar(sa.select(models.DrainRecord.id).where(
+                    models.DrainRecord.host == host, models.DrainRecord.kind == 'drain',
+                    models.DrainRecord.status == 'running'))
+                if running:
+                    raise KvmplaceError(f'host "{host}" is already draining (drain {running})')
+            row = models.DrainRecord(id=str(uuidlib.uuid4()), kind=kind, host=host,
+                                     status=status, plan=plan)
+            s.add(row)
+            s.flush()
+            return models.to_dict(row)
+
+    def update_drain(self, drain_id: str, **fields: Any) -> dict:
+        with self.session() as s:
+            row = s.get(models.DrainRecord, drain_id)
+            if row is None:
+                raise NotFound(f'unknown drain "{drain_id}"')
+            for key, value in fields.items():
+                setattr(row, key, value)
+            if fields.get('status') in ('completed', 'failed', 'aborted') and not row.finished_at:
+                row.finished_at = models.utcnow()
+            s.flush()
+            return models.to_dict(row)
+
+    def get_drain(self, drain_id: str) -> dict:
+        with self.session() as s:
+            row = s.get(models.DrainRecord, drain_id)
+            if row is None:
+                raise NotFound(f'unknown drain "{drain_id}"')
+            return models.to_dict(row)
+
+    def list_drains(self, status: Optional[str] = None) -> list[dict]:
+        with self.session() as s:
+            q = sa.select(models.DrainRecord)
+            if status:
+                q = q.where(models.DrainRecord.status == status)
+            q = q.order_by(models.DrainRecord.created_at.desc())
+            return [models.to_dict(r) for r in s.scalars(q)]
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute('PRAGMA journal_mode=WAL')
+    except Exception:  # noqa: BLE001 - read-only media cannot switch; reads still work
+        pass
+    cur.execute('PRAGMA foreign_keys=ON')
+    cur.execute('PRAGMA synchronous=NORMAL')
+    cur.close()
+
+
+def _short(exc: Exception) -> str:
+    orig = getattr(exc, 'orig', None)
+    return str(orig or exc).splitlines()[0]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace('\\', '\\\\').replace('%', '\\%').replace('_', '\\_')

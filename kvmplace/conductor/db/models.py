@@ -1,0 +1,107 @@
+"""Tables: host states, migrations, the steps and events of each, drains.
+
+Every step of a migration is a row written *before* the step runs and
+updated when it ends, so a conductor that restarts (or is killed) can tell
+from the database alone where each migration stood.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class HostRecord(Base):
+    """Latest state an agent reported, and the operator's flags."""
+    __tablename__ = 'hosts'
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[dict] = mapped_column(JSON, default=dict)
+    reported_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    maintenance: Mapped[bool] = mapped_column(default=False)
+    maintenance_reason: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    disabled: Mapped[bool] = mapped_column(default=False)
+
+
+class MigrationRecord(Base):
+    __tablename__ = 'migrations'
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(255), index=True)
+    instance_uuid: Mapped[Optional[str]] = mapped_column(String(36), nullable=True)
+    source: Mapped[str] = mapped_column(String(255))
+    dest: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    requested_dest: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    error: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    policy: Mapped[dict] = mapped_column(JSON, default=dict)
+    estimate: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)
+    pin: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)
+    dest_cpus: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    progress: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)
+    result: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)
+    attempts: Mapped[list] = mapped_column(JSON, default=list)
+    drain_id: Mapped[Optional[str]] = mapped_column(String(36), nullable=True, index=True)
+    abort_requested: Mapped[bool] = mapped_column(default=False)
+    conductor: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    started_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
+
+    steps: Mapped[list['StepRecord']] = relationship(
+        back_populates='migration', order_by='StepRecord.seq', cascade='all, delete-orphan')
+
+
+class StepRecord(Base):
+    """One step (check_destination, pre_pin, migrate, ...) or event."""
+    __tablename__ = 'migration_steps'
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    migration_id: Mapped[str] = mapped_column(ForeignKey('migrations.id'), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    host: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    status: Mapped[str] = mapped_column(String(32))
+    message: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    data: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
+
+    migration: Mapped[MigrationRecord] = relationship(back_populates='steps')
+
+
+class DrainRecord(Base):
+    """A drain or rebalance: its plan and where it stands."""
+    __tablename__ = 'drains'
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default='drain')
+    host: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    status: Mapped[str] = mapped_column(String(32))
+    plan: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
+
+
+def to_dict(row: Any) -> dict:
+    """A record as plain data (datetimes as ISO strings) for RPC and the CLI."""
+    out = {}
+    for col in row.__table__.columns:
+        value = getattr(row, col.key)
+        if isinstance(value, dt.datetime):
+            value = value.isoformat(timespec='milliseconds') + 'Z'
+        out[col.key] = value
+    return out
