@@ -47,6 +47,12 @@ OPTS = [
     cfg.IntOpt(
         'workers', default=8, min=1,
         help='Threads that run migration workflows.'),
+    cfg.StrOpt(
+        'topology_file',
+        help='JSON or YAML file with {"links": [{"a", "b", "mbps"}, ...]} '
+             'describing switches and links (the inventory\'s "links"). '
+             'Without it every host hangs off one switch by its own link '
+             'speed as its agent reports it.'),
     cfg.BoolOpt(
         'notifications', default=True,
         help='Emit oslo.messaging notifications (kvmplace.migration.start, '

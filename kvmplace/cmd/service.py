@@ -1,0 +1,49 @@
+"""What every kvmplace service does at start: config, logging, signals."""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import warnings
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+import kvmplace.conf
+
+# oslo.service drags in eventlet's deprecation banner; we never use eventlet.
+warnings.filterwarnings('ignore', message='.*Eventlet is deprecated.*')
+
+
+def prepare(argv: list[str], name: str) -> cfg.ConfigOpts:
+    """Register options and logging on the global CONF and parse argv.
+
+    The global CONF lives here, at the cmd edge: oslo.messaging registers
+    its own options only there (see LAB.md).
+    """
+    conf = cfg.CONF
+    kvmplace.conf.register_opts(conf)
+    logging.register_options(conf)
+    try:
+        conf(argv, project='kvmplace', prog=name)
+    except (cfg.Error, OSError) as exc:
+        sys.stderr.write(f'{name}: error: {" ".join(str(exc).split())}\n')
+        sys.exit(2)
+    logging.setup(conf, 'kvmplace')
+    return conf
+
+
+def wait_for_signal() -> int:
+    """Block until SIGTERM or SIGINT; return the signal number."""
+    stop = threading.Event()
+    got = {}
+
+    def handler(signum, _frame):
+        got['sig'] = signum
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    while not stop.wait(3600):
+        pass
+    return got.get('sig', 0)

@@ -1,0 +1,91 @@
+"""Admission of migrations: concurrency limits and link capacity.
+
+A migration may start only when its source, its destination and the
+cluster are under their limits *and* every link on its path has room for
+its bandwidth. Link room is counted in effective MiB/s (nominal rate x link
+efficiency, minus the configured reserve), the same units the estimator
+gives each migration, so a link is never asked to carry more than it can.
+A migration alone on its path is always admitted (it cannot oversubscribe
+anything by itself: its bandwidth is already capped by the path).
+"""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from kvmplace import objects
+
+
+@dataclass
+class Slot:
+    migration_id: str
+    source: str
+    dest: str
+    links: tuple
+    mibps: float
+
+
+@dataclass
+class Admission:
+    max_per_source: int
+    max_per_dest: int
+    max_total: int
+    link_capacity_mibps: Callable[[tuple], float]
+    slots: dict[str, Slot] = field(default_factory=dict)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def _blocker(self, slot: Slot) -> Optional[str]:
+        sources = Counter(s.source for s in self.slots.values())
+        dests = Counter(s.dest for s in self.slots.values())
+        if len(self.slots) >= self.max_total:
+            return f'{len(self.slots)} migrations running (max_concurrent_total)'
+        if sources[slot.source] >= self.max_per_source:
+            return f'{slot.source} already sends {sources[slot.source]} (per-source limit)'
+        if dests[slot.dest] >= self.max_per_dest:
+            return f'{slot.dest} already receives {dests[slot.dest]} (per-destination limit)'
+        for link in slot.links:
+            used = sum(s.mibps for s in self.slots.values() if link in s.links)
+            if used and used + slot.mibps > self.link_capacity_mibps(link) + 1e-6:
+                return (f'link {link[0]}-{link[1]} carries {used:.0f} MiB/s of '
+                        f'{self.link_capacity_mibps(link):.0f}')
+        return None
+
+    def try_acquire(self, slot: Slot) -> Optional[str]:
+        """Take a slot now, or say what blocks it."""
+        with self._cond:
+            reason = self._blocker(slot)
+            if reason is None:
+                self.slots[slot.migration_id] = slot
+            return reason
+
+    def acquire(self, slot: Slot, cancelled: Callable[[], bool],
+                on_wait: Callable[[str], None] = lambda r: None,
+                poll_seconds: float = 1.0) -> bool:
+        """Block until the slot is admitted (True) or ``cancelled()`` (False)."""
+        with self._cond:
+            told = None
+            while True:
+                reason = self._blocker(slot)
+                if reason is None:
+                    self.slots[slot.migration_id] = slot
+                    return True
+                if cancelled():
+                    return False
+                if reason != told:
+                    on_wait(reason)
+                    told = reason
+                self._cond.wait(poll_seconds)
+
+    def release(self, migration_id: str) -> None:
+        with self._cond:
+            if self.slots.pop(migration_id, None) is not None:
+                self._cond.notify_all()
+
+
+def link_capacity_fn(topology, efficiency: float, reserve_fraction: float):
+    def capacity(link: tuple) -> float:
+        return (objects.mbps_to_mibps(topology.capacity_mbps(link)) * efficiency
+                * (1.0 - reserve_fraction))
+    return capacity

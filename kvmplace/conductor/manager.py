@@ -1,0 +1,266 @@
+"""The conductor's RPC endpoint (topic ``kvmplace-conductor``).
+
+Agents cast their host states, migration progress and results here; the
+CLI and other services (a cloud scheduler) call select_destinations,
+estimate, migrate, get_migration and friends through
+:mod:`kvmplace.conductor.rpcapi`. Workflows run in a thread pool; at start
+the conductor resumes every unfinished record (recovery).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent import futures
+from typing import Any, Optional
+
+import oslo_messaging as messaging
+
+from kvmplace import objects
+from kvmplace import topology as topo
+from kvmplace.conductor import admission as adm
+from kvmplace.conductor import hoststate
+from kvmplace.conductor import validate as v
+from kvmplace.conductor import workflow as wf
+from kvmplace.conductor.db import api as db_api
+from kvmplace.exception import KvmplaceError, NotFound
+from kvmplace.scheduler import manager as sched
+
+LOG = logging.getLogger(__name__)
+
+
+class ConductorManager:
+    """RPC endpoint and the shared context of the migration workflows."""
+
+    target = messaging.Target(version='1.0')
+
+    def __init__(self, conf, db: db_api.Database, agents, notifier=None,
+                 scheduler: Optional[sched.SchedulerManager] = None):
+        self.conf = conf
+        self.db = db
+        self.agents = agents
+        self.notifier = notifier
+        self.scheduler = scheduler or sched.SchedulerManager(conf)
+        self.links = hoststate.load_links(conf.conductor.topology_file)
+        self._waiters: dict[str, wf.Waiter] = {}
+        self._waiters_lock = threading.Lock()
+        self._pool = futures.ThreadPoolExecutor(conf.conductor.workers,
+                                                thread_name_prefix='migration')
+        self._running: dict[str, futures.Future] = {}
+        self.admission = adm.Admission(
+            conf.conductor.max_concurrent_per_source, conf.conductor.max_concurrent_per_dest,
+            conf.conductor.max_concurrent_total, self._link_capacity)
+        self._topology: Optional[topo.Topology] = None
+        self.drains = None  # set by the drain executor (planner), when present
+
+    # -- shared context for workflows -----------------------------------------
+    def snapshot(self, exclude_migration: Optional[str] = None
+                 ) -> tuple[objects.Inventory, topo.Topology]:
+        """Current inventory (with in-flight claims) and topology."""
+        active = [m for m in self.db.unfinished_migrations() if m['id'] != exclude_migration]
+        inventory = hoststate.build_inventory(self.db.list_hosts(), active,
+                                              self.conf.scheduler.host_down_seconds,
+                                              self.links)
+        topology = topo.Topology.from_inventory(inventory)
+        self._topology = topology
+        return inventory, topology
+
+    def _link_capacity(self, link: tuple) -> float:
+        topology = self._topology or self.snapshot()[1]
+        return (objects.mbps_to_mibps(topology.capacity_mbps(link))
+                * self.conf.estimator.link_efficiency
+                * (1.0 - self.conf.conductor.link_reserve_fraction))
+
+    def guest_state(self, host: str, instance: str) -> Optional[dict]:
+        try:
+            state = self.db.get_host(host)['state']
+        except NotFound:
+            return None
+        for guest in state.get('instances') or []:
+            if guest.get('name') == instance:
+                return guest
+        return None
+
+    def locate(self, instance: str, hosts: list[str]) -> dict[str, str]:
+        """Ask the agents (live, not the database) where the guest is."""
+        where: dict[str, str] = {}
+        for host in hosts:
+            try:
+                state = self.agents.get_host_state({}, host)
+            except Exception as exc:  # noqa: BLE001 - an unreachable host is reported
+                LOG.warning('locate %s: %s does not answer: %s', instance, host, exc)
+                continue
+            self.db.report_host(host, state, time.time())
+            for guest in state.get('instances') or []:
+                if guest.get('name') == instance:
+                    where[host] = guest.get('state', 'running')
+        return where
+
+    def waiter(self, migration_id: str) -> wf.Waiter:
+        with self._waiters_lock:
+            return self._waiters.setdefault(migration_id, wf.Waiter())
+
+    def forget_waiter(self, migration_id: str) -> None:
+        with self._waiters_lock:
+            self._waiters.pop(migration_id, None)
+
+    def notify(self, event: str, record: dict, payload: Optional[dict] = None) -> None:
+        if self.notifier is None:
+            return
+        body = {'migration_id': record['id'], 'instance': record['instance'],
+                'source': record['source'], 'dest': record.get('dest'),
+                'status': record['status']}
+        body.update(payload or {})
+        try:
+            if event == 'error':
+                self.notifier.error({}, 'kvmplace.migration.error', body)
+            else:
+                self.notifier.info({}, f'kvmplace.migration.{event}', body)
+        except Exception as exc:  # noqa: BLE001 - notifications never break a migration
+            LOG.warning('notification %s failed: %s', event, exc)
+
+    def notify_final(self, record: dict) -> None:
+        if record['status'] == 'completed':
+            self.notify('end', record, {'result': record.get('result')})
+        else:
+            self.notify('error', record, {'error': record.get('error')})
+
+    def start_workflow(self, migration_id: str) -> futures.Future:
+        future = self._pool.submit(wf.MigrationWorkflow(self, migration_id).run)
+        self._running[migration_id] = future
+        return future
+
+    def recover(self) -> list[str]:
+        """Resume every unfinished migration (called once at start)."""
+        resumed = []
+        for rec in self.db.unfinished_migrations():
+            LOG.info('recovering migration %s of %s (was %s)', rec['id'][:8], rec['instance'],
+                     rec['status'])
+            self.start_workflow(rec['id'])
+            resumed.append(rec['id'])
+        return resumed
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- RPC: from agents -----------------------------------------------------
+    def report_state(self, ctxt, host_state: dict) -> None:
+        name = v.name('host_state.name', (host_state or {}).get('name'))
+        self.db.report_host(name, host_state, time.time())
+
+    def migration_progress(self, ctxt, migration_id: str, progress: dict) -> None:
+        migration_id = v.uuid('migration_id', migration_id)
+        waiter = self.waiter(migration_id)
+        waiter.heard()
+        try:
+            rec = self.db.get_migration(migration_id, steps=False)
+        except NotFound:
+            return
+        step_id = (rec.get('progress') or {}).get('step_id')
+        data = dict(progress or {})
+        data['step_id'] = step_id
+        self.db.update_migration(migration_id, progress=data)
+        phase = data.get('phase')
+        if phase and phase != waiter.phase:
+            waiter.phase = phase
+            self.db.add_step(migration_id, 'progress', rec['source'], message=phase,
+                             data=progress, finished=True)
+        self.notify('progress', rec, {'progress': progress})
+
+    def migration_finished(self, ctxt, migration_id: str, result: dict) -> None:
+        migration_id = v.uuid('migration_id', migration_id)
+        self.waiter(migration_id).finish(dict(result or {}))
+
+    # -- RPC: for clients -----------------------------------------------------
+    def select_destinations(self, ctxt, instance: str, policy: Optional[dict] = None,
+                            force_hosts: Optional[list] = None,
+                            ignore_hosts: Optional[list] = None) -> dict:
+        request = objects.MigrationRequest(
+            instance=v.name('instance', instance), policy=v.policy(policy),
+            force_hosts=v.names('force_hosts', force_hosts),
+            ignore_hosts=v.names('ignore_hosts', ignore_hosts))
+        inventory, topology = self.snapshot()
+        return self.scheduler.select(inventory, request, topology)
+
+    def estimate(self, ctxt, instance: str, dest: str, policy: Optional[dict] = None) -> dict:
+        inventory, topology = self.snapshot()
+        return self.scheduler.estimate(inventory, v.name('instance', instance),
+                                       v.name('dest', dest), v.policy(policy),
+                                       topology).to_dict()
+
+    def migrate(self, ctxt, instance: str, dest: Optional[str] = None,
+                policy: Optional[dict] = None, drain_id: Optional[str] = None) -> dict:
+        """Queue a migration and start its workflow; returns the record."""
+        instance = v.name('instance', instance)
+        dest = v.name('dest', dest) if dest is not None else None
+        policy_obj = v.policy(policy)
+        inventory, _ = self.snapshot()
+        inst = inventory.instances.get(instance)
+        if inst is None:
+            raise NotFound(f'unknown instance "{instance}" (not on any reporting host)')
+        if dest is not None:
+            if dest not in inventory.hosts:
+                raise NotFound(f'unknown host "{dest}"')
+            if dest == inst.host:
+                raise KvmplaceError(f'instance "{instance}" already runs on "{dest}"')
+        rec = self.db.create_migration(instance, inst.host, dest, policy_obj.to_dict(),
+                                       drain_id=drain_id, conductor=self.conf.conductor.host,
+                                       instance_uuid=inst.uuid)
+        self.start_workflow(rec['id'])
+        return rec
+
+    def get_migration(self, ctxt, migration_id: str) -> dict:
+        return self.db.get_migration(v.ident('migration_id', migration_id))
+
+    def list_migrations(self, ctxt, status: Optional[str] = None,
+                        instance: Optional[str] = None, limit: int = 50) -> list[dict]:
+        return self.db.list_migrations(
+            status=v.status('status', status) if status else None,
+            instance=v.name('instance', instance) if instance else None,
+            limit=v.integer('limit', limit, 1, 10000))
+
+    def abort_migration(self, ctxt, migration_id: str) -> dict:
+        rec = self.db.get_migration(v.ident('migration_id', migration_id), steps=False)
+        if rec['status'] in db_api.FINAL_STATUSES:
+            raise KvmplaceError(f'migration {rec["id"]} already ended ({rec["status"]})')
+        self.db.update_migration(rec['id'], abort_requested=True)
+        self.db.add_step(rec['id'], 'abort_requested', None, finished=True)
+        return self.db.get_migration(rec['id'], steps=False)
+
+    def list_hosts(self, ctxt) -> list[dict]:
+        now = time.time()
+        out = []
+        for row in self.db.list_hosts():
+            out.append(_host_summary(row, now, self.conf.scheduler.host_down_seconds))
+        return out
+
+    def get_host(self, ctxt, host: str) -> dict:
+        row = self.db.get_host(v.name('host', host))
+        summary = _host_summary(row, time.time(), self.conf.scheduler.host_down_seconds)
+        summary['state'] = row['state']
+        return summary
+
+    def set_maintenance(self, ctxt, host: str, on: bool, reason: Optional[str] = None) -> dict:
+        self.db.set_maintenance(v.name('host', host), bool(on), reason)
+        return self.get_host(ctxt, host)
+
+
+def _host_summary(row: dict, now: float, down_after: float) -> dict:
+    state = row.get('state') or {}
+    reported = row.get('reported_at')
+    age = None if reported is None else now - reported
+    guests = state.get('instances') or []
+    health = [n.get('bandwidth_mibps') / n['baseline_mibps'] for n in state.get('numa') or []
+              if n.get('bandwidth_mibps') and n.get('baseline_mibps')]
+    return {'name': row['name'],
+            'up': age is not None and age <= down_after,
+            'seconds_since_report': None if age is None else round(age, 1),
+            'maintenance': bool(row.get('maintenance')),
+            'maintenance_reason': row.get('maintenance_reason'),
+            'link_mbps': state.get('link_mbps'),
+            'memory_mib': state.get('memory_mib'),
+            'memory_used_mib': state.get('memory_used_mib'),
+            'vcpus': state.get('vcpus'), 'vcpus_used': state.get('vcpus_used'),
+            'numa_health': [round(h, 3) for h in health],
+            'instances': sorted(g.get('name') for g in guests),
+            'libvirt_uri': state.get('libvirt_uri')}

@@ -1,0 +1,51 @@
+"""Wire the conductor together and serve until told to stop."""
+from __future__ import annotations
+
+import socket
+import sys
+
+import oslo_messaging as messaging
+from oslo_log import log as logging
+
+from kvmplace import rpc
+from kvmplace.agent import rpcapi as agent_rpcapi
+from kvmplace.cmd import service
+from kvmplace.conductor import manager as conductor_manager
+from kvmplace.conductor.db import api as db_api
+from kvmplace.exception import KvmplaceError
+
+LOG = logging.getLogger(__name__)
+
+
+def build(conf) -> conductor_manager.ConductorManager:
+    if not conf.conductor.host:
+        conf.set_override('host', socket.gethostname(), group='conductor')
+    db = db_api.Database(conf.database.connection)
+    db.upgrade()
+    agents = agent_rpcapi.AgentAPI(timeout=conf.conductor.rpc_call_timeout_seconds)
+    notifier = None
+    if conf.conductor.notifications:
+        notifier = messaging.Notifier(rpc.get_notification_transport(conf),
+                                      publisher_id=f'kvmplace-conductor.{conf.conductor.host}')
+    return conductor_manager.ConductorManager(conf, db, agents, notifier)
+
+
+def run(conf) -> int:
+    try:
+        manager = build(conf)
+    except KvmplaceError as exc:
+        sys.stderr.write(f'kvmplace-conductor: error: {exc}\n')
+        return 1
+    server = rpc.get_server(rpc.CONDUCTOR_TOPIC, conf.conductor.host, [manager])
+    server.start()
+    LOG.info('kvmplace-conductor %s serving on topic %s', conf.conductor.host,
+             rpc.CONDUCTOR_TOPIC)
+    resumed = manager.recover()
+    if resumed:
+        LOG.info('resumed %d unfinished migrations', len(resumed))
+    sig = service.wait_for_signal()
+    LOG.info('stopping on signal %s', sig)
+    server.stop()
+    server.wait()
+    manager.stop()
+    return 0

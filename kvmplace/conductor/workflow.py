@@ -1,0 +1,391 @@
+"""One live migration, step by step (ARCHITECTURE "One migration").
+
+schedule -> check_destination (next-ranked host on refusal) -> admission
+(limits, link room) -> pre_pin -> migrate (progress casts) -> post_verify
+-> completed; on failure or abort: rollback (abort the job, make sure the
+guest runs on exactly one host, restore the source pinning) and record why.
+
+Every status change and step is committed before the next step starts.
+``run`` looks at the record's status first, so the same code resumes a
+migration after a conductor restart (the "recovery" of the issue).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Optional
+
+from kvmplace import objects
+from kvmplace.conductor import admission as adm
+from kvmplace.exception import KvmplaceError, NoValidHost
+
+LOG = logging.getLogger(__name__)
+
+
+class Aborted(Exception):
+    """The operator asked to abort this migration."""
+
+
+class Waiter:
+    """Where the agent's progress and result casts meet the workflow thread."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.result: Optional[dict] = None
+        self.last_heard = time.monotonic()
+        self.phase: Optional[str] = None
+
+    def heard(self) -> None:
+        self.last_heard = time.monotonic()
+
+    def finish(self, result: dict) -> None:
+        self.result = result
+        self.heard()
+        self.event.set()
+
+
+class MigrationWorkflow:
+    """Drives one migration record to a final state."""
+
+    def __init__(self, ctx, migration_id: str):
+        self.ctx = ctx  # the ConductorManager: db, agents, scheduler, admission...
+        self.db = ctx.db
+        self.agents = ctx.agents
+        self.conf = ctx.conf
+        self.mid = migration_id
+        self.rpc_ctxt: dict = {}
+
+    # -- helpers --------------------------------------------------------------
+    def record(self) -> dict:
+        return self.db.get_migration(self.mid, steps=False)
+
+    def set(self, **fields: Any) -> dict:
+        rec = self.db.update_migration(self.mid, **fields)
+        if 'status' in fields:
+            LOG.info('migration %(id)s of %(inst)s: %(status)s',
+                     {'id': self.mid[:8], 'inst': rec['instance'], 'status': fields['status']})
+        return rec
+
+    def abort_requested(self) -> bool:
+        return bool(self.record()['abort_requested'])
+
+    def check_abort(self) -> None:
+        if self.abort_requested():
+            raise Aborted()
+
+    def step(self, name: str, host: Optional[str], fn, *, tolerate: bool = False) -> Any:
+        """Run ``fn`` as a recorded step: the row exists before it starts."""
+        sid = self.db.add_step(self.mid, name, host)
+        try:
+            result = fn()
+        except Exception as exc:
+            self.db.finish_step(sid, 'failed', message=_reason(exc))
+            if tolerate:
+                LOG.warning('migration %s: %s on %s failed: %s', self.mid[:8], name, host,
+                            _reason(exc))
+                return None
+            raise
+        status = 'ok'
+        message = None
+        if isinstance(result, dict) and result.get('ok') is False:
+            status, message = 'refused', result.get('reason')
+        self.db.finish_step(sid, status, message=message,
+                            data=result if isinstance(result, dict) else None)
+        return result
+
+    def event(self, name: str, host: Optional[str] = None, message: Optional[str] = None,
+              data: Optional[dict] = None, status: str = 'ok') -> None:
+        self.db.add_step(self.mid, name, host, status=status, message=message, data=data,
+                         finished=True)
+
+    # -- entry ----------------------------------------------------------------
+    def run(self) -> dict:
+        """Drive the record from wherever it stands to a final status."""
+        try:
+            rec = self.record()
+            status = rec['status']
+            if status in ('queued', 'scheduling', 'prechecking', 'pinning'):
+                if status != 'queued':
+                    self._undo_pin(rec)
+                    self.event('recovered', message=f'conductor restarted during {status}; '
+                               'starting over')
+                self._from_start()
+            elif status == 'migrating':
+                self._resume_migrating(rec)
+            elif status == 'verifying':
+                self._verify(rec)
+            elif status in ('rolling-back', 'aborting'):
+                self._rollback(rec, rec.get('error') or 'interrupted rollback resumed')
+        except Aborted:
+            rec = self.record()
+            if rec['status'] in ('queued', 'scheduling', 'prechecking', 'pinning'):
+                self._undo_pin(rec)
+                self.set(status='aborted', error='aborted by request before the migration '
+                         'started')
+            else:
+                self._rollback(rec, 'aborted by request')
+        except Exception as exc:  # noqa: BLE001 - every failure ends in a record
+            LOG.exception('migration %s failed', self.mid[:8]) if not isinstance(
+                exc, KvmplaceError) else None
+            rec = self.record()
+            if rec['status'] in ('migrating', 'verifying', 'rolling-back'):
+                self._rollback(rec, _reason(exc))
+            else:
+                self._undo_pin(rec)
+                self.set(status='failed', error=_reason(exc))
+        finally:
+            self.ctx.admission.release(self.mid)
+            self.ctx.forget_waiter(self.mid)
+        final = self.db.get_migration(self.mid)
+        self.ctx.notify_final(final)
+        return final
+
+    # -- forward path ---------------------------------------------------------
+    def _from_start(self) -> None:
+        self.check_abort()
+        rec = self.set(status='scheduling')
+        inventory, topology = self.ctx.snapshot(exclude_migration=self.mid)
+        instance = inventory.instances.get(rec['instance'])
+        if instance is None:
+            raise KvmplaceError(f'instance "{rec["instance"]}" is not running on any '
+                                'reporting host')
+        if instance.host != rec['source']:
+            rec = self.set(source=instance.host)
+        policy = objects.Policy.from_dict(rec.get('policy') or {})
+        request = objects.MigrationRequest(
+            instance=instance.name, policy=policy,
+            force_hosts=[rec['requested_dest']] if rec.get('requested_dest') else [])
+        ranking = self.step('schedule', None, lambda: _summary(
+            self.ctx.scheduler.select(inventory, request, topology)))
+        if not ranking['ranked']:
+            reasons = '; '.join(f"{r['host']}: {r['reason']}" for r in ranking['rejected']
+                                if r['filter'] != 'not_source')
+            raise NoValidHost(f'no valid host for {instance.name}: {reasons or "no hosts"}')
+        source_host = inventory.hosts[instance.host]
+        guest = self.ctx.guest_state(instance.host, instance.name) or instance.to_dict()
+        chosen = None
+        attempts = []
+        for cand in ranking['ranked'][:self.conf.conductor.max_attempts]:
+            self.check_abort()
+            self.set(status='prechecking', dest=cand['host'])
+            answer = self.step('check_destination', cand['host'], lambda c=cand: _safe_call(
+                lambda: self.agents.check_destination(
+                    self.rpc_ctxt, c['host'], instance=guest,
+                    source_cpu_model=instance.cpu_model or source_host.cpu_model)))
+            attempts.append({'host': cand['host'], 'ok': bool(answer.get('ok')),
+                             'reason': answer.get('reason')})
+            self.set(attempts=attempts)
+            if answer.get('ok'):
+                chosen = (cand, answer)
+                break
+        if chosen is None:
+            raise NoValidHost('every destination refused: ' + '; '.join(
+                f"{a['host']}: {a['reason']}" for a in attempts))
+        cand, answer = chosen
+        estimate = cand['estimate']
+        rec = self.set(dest=cand['host'], estimate=estimate, dest_cpus=answer.get('cpus'),
+                       instance_uuid=guest.get('uuid'))
+        path = topology.widest_path(instance.host, cand['host'])
+        slot = adm.Slot(self.mid, instance.host, cand['host'],
+                        path.links if path else (), float(estimate['bandwidth_mibps']))
+        if self.ctx.admission.try_acquire(slot) is not None:
+            sid = self.db.add_step(self.mid, 'admission', None, status='waiting')
+            ok = self.ctx.admission.acquire(
+                slot, cancelled=self.abort_requested,
+                on_wait=lambda r: self.db.finish_step(sid, 'waiting', message=r))
+            self.db.finish_step(sid, 'ok' if ok else 'cancelled')
+            if not ok:
+                raise Aborted()
+        self.check_abort()
+        self.set(status='pinning')
+        want_node = (estimate.get('pre_pin') or {}).get('node')
+        pin = self.step('pre_pin', instance.host, lambda: self.agents.pre_pin(
+            self.rpc_ctxt, instance.host, instance=instance.name, node=want_node),
+            tolerate=True)
+        if pin:
+            rec = self.set(pin=pin)
+        self.check_abort()
+        self._migrate(self.record(), answer)
+
+    def _migrate(self, rec: dict, answer: dict) -> None:
+        waiter = self.ctx.waiter(self.mid)
+        self.set(status='migrating')
+        policy = dict(rec.get('policy') or {})
+        sid = self.db.add_step(self.mid, 'migrate', rec['source'])
+        self.set(progress={'step_id': sid, 'phase': 'setup'})
+        try:
+            self.agents.migrate(self.rpc_ctxt, rec['source'], migration_id=self.mid,
+                                instance=rec['instance'], dest_host=rec['dest'],
+                                dest_uri=answer['libvirt_uri'],
+                                migrate_uri=answer.get('migration_uri'),
+                                dest_cpus=rec.get('dest_cpus'), policy=policy)
+        except Exception as exc:
+            self.db.finish_step(sid, 'failed', message=_reason(exc))
+            raise
+        self.ctx.notify('start', self.record())
+        self._wait_and_finish(sid, waiter)
+
+    def _wait_and_finish(self, sid: int, waiter: Waiter) -> None:
+        result = self._wait(waiter)
+        status = result.get('status')
+        self.set(result=result)
+        if status == 'completed':
+            self.db.finish_step(sid, 'ok', data=result)
+            self._verify(self.record())
+            return
+        self.db.finish_step(sid, 'failed', message=result.get('error') or status, data=result)
+        rec = self.record()
+        reason = 'aborted by request' if rec['abort_requested'] else \
+            f"migration {status}: {result.get('error') or 'no reason given'}"
+        self._rollback(rec, reason)
+
+    def _wait(self, waiter: Waiter) -> dict:
+        """Wait for the agent's result; poll the agent when it goes quiet."""
+        rec = self.record()
+        interval = self.conf.conductor.monitor_interval_seconds
+        quiet_after = max(10.0, 3.0 * interval)
+        abort_sent = False
+        while True:
+            if waiter.event.wait(interval):
+                return waiter.result or {'status': 'failed', 'error': 'empty result'}
+            if not abort_sent and self.abort_requested():
+                abort_sent = True
+                self.event('abort', rec['source'], message='abort requested')
+                _safe_call(lambda: self.agents.abort(self.rpc_ctxt, rec['source'],
+                                                     instance=rec['instance']))
+            silent = time.monotonic() - waiter.last_heard
+            if silent >= quiet_after:
+                job = _safe_call(lambda: self.agents.get_job(
+                    self.rpc_ctxt, rec['source'], instance=rec['instance']))
+                if job.get('ok') is False:
+                    # The source agent does not answer (dead, restarting).
+                    if silent >= self.conf.conductor.migration_timeout_seconds:
+                        return {'status': 'failed', 'error': f'no word from the source agent '
+                                f'for {silent:.0f} s'}
+                    where = self.ctx.locate(rec['instance'], [rec['source'], rec['dest']])
+                    if where.get(rec['dest']) == 'running' and rec['source'] not in where:
+                        return {'status': 'completed', 'error': None,
+                                'note': 'source agent silent; guest found on destination'}
+                    continue
+                if job.get('active') and job.get('migration_id') == self.mid:
+                    waiter.heard()
+                    continue
+                result = job.get('result')
+                if result and job.get('migration_id') == self.mid:
+                    return result
+                # No job, no result: the agent restarted and lost the job.
+                where = self.ctx.locate(rec['instance'], [rec['source'], rec['dest']])
+                if where.get(rec['dest']) == 'running' and rec['source'] not in where:
+                    return {'status': 'completed', 'error': None,
+                            'note': 'job result lost; guest found running on destination'}
+                if silent >= quiet_after * 2:
+                    return {'status': 'failed',
+                            'error': 'the source agent has no job for this migration'}
+
+    def _resume_migrating(self, rec: dict) -> None:
+        self.event('recovered', message='conductor restarted during migrate; resuming')
+        waiter = self.ctx.waiter(self.mid)
+        sid = (rec.get('progress') or {}).get('step_id')
+        if sid is None:
+            sid = self.db.add_step(self.mid, 'migrate', rec['source'])
+        self._wait_and_finish(sid, waiter)
+
+    def _verify(self, rec: dict) -> None:
+        self.set(status='verifying')
+        answer = self.step('post_verify', rec['dest'], lambda: _safe_call(
+            lambda: self.agents.post_verify(
+                self.rpc_ctxt, rec['dest'], instance=rec['instance'],
+                uuid=rec.get('instance_uuid') or '', memory_mib=int(
+                    self._guest_field(rec, 'memory_mib') or 0),
+                vcpus=int(self._guest_field(rec, 'vcpus') or 0),
+                cpus=rec.get('dest_cpus'))))
+        if not answer.get('ok'):
+            self.set(status='failed', error=f"post_verify on {rec['dest']}: "
+                     f"{answer.get('reason')}")
+            return
+        self.set(status='completed', error=None)
+
+    def _guest_field(self, rec: dict, name: str):
+        guest = (rec.get('result') or {}).get('guest') or {}
+        if name in guest:
+            return guest[name]
+        state = self.ctx.guest_state(rec['source'], rec['instance']) or \
+            self.ctx.guest_state(rec['dest'], rec['instance']) or {}
+        return state.get(name)
+
+    # -- failure path ---------------------------------------------------------
+    def _rollback(self, rec: dict, reason: str) -> None:
+        """Leave the guest running on exactly one host, pinning restored."""
+        aborted = bool(rec.get('abort_requested'))
+        self.set(status='rolling-back', error=reason)
+        sid = self.db.add_step(self.mid, 'rollback', rec['source'])
+        job = _safe_call(lambda: self.agents.get_job(self.rpc_ctxt, rec['source'],
+                                                     instance=rec['instance']))
+        if job.get('active'):
+            _safe_call(lambda: self.agents.abort(self.rpc_ctxt, rec['source'],
+                                                 instance=rec['instance']))
+            self._wait_job_gone(rec)
+        hosts = [h for h in (rec['source'], rec.get('dest')) if h]
+        where = self.ctx.locate(rec['instance'], hosts)
+        dest = rec.get('dest')
+        if dest and where.get(dest) == 'running' and rec['source'] not in where:
+            # The switch-over happened after all: the guest lives on the
+            # destination now. Finish forward instead of pretending.
+            self.db.finish_step(sid, 'ok', message='guest already runs on the destination; '
+                                'verifying instead of rolling back', data={'where': where})
+            self._verify(self.record())
+            return
+        problems = []
+        if where.get(rec['source']) not in ('running', 'paused'):
+            problems.append(f'guest not found running on the source (seen: {where or "nowhere"})')
+        if dest and dest in where and rec['source'] in where:
+            problems.append(f'guest also present on {dest} ({where[dest]})')
+        self._undo_pin(rec)
+        self.db.finish_step(sid, 'ok' if not problems else 'failed',
+                            message='; '.join(problems) or None, data={'where': where})
+        final_reason = reason + (' | ' + '; '.join(problems) if problems else '')
+        self.set(status='aborted' if aborted else 'failed', error=final_reason)
+
+    def _wait_job_gone(self, rec: dict, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = _safe_call(lambda: self.agents.get_job(self.rpc_ctxt, rec['source'],
+                                                         instance=rec['instance']))
+            if not job.get('active'):
+                return
+            time.sleep(0.5)
+
+    def _undo_pin(self, rec: dict) -> None:
+        pin = rec.get('pin') or {}
+        previous = pin.get('previous_cpus')
+        if not previous:
+            return
+        self.step('restore_pin', rec['source'], lambda: self.agents.restore_pin(
+            self.rpc_ctxt, rec['source'], instance=rec['instance'], cpus=previous),
+            tolerate=True)
+
+
+def _summary(selection: dict) -> dict:
+    """What the schedule step keeps: the ranking, without every weigher row."""
+    return {'ranked': [{'host': r['host'], 'weight': r['weight'], 'estimate': r['estimate']}
+                       for r in selection['ranked']],
+            'rejected': selection['rejected']}
+
+
+def _safe_call(fn) -> dict:
+    """An RPC call whose failure is an answer (``ok: False``), not a crash."""
+    try:
+        result = fn()
+        return result if isinstance(result, dict) else {'ok': True, 'value': result}
+    except Exception as exc:  # noqa: BLE001 - reported as the step's reason
+        return {'ok': False, 'reason': _reason(exc)}
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    name = type(exc).__name__
+    if name in ('MessagingTimeout',):
+        return f'no answer in time ({first})'
+    return first
