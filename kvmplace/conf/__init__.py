@@ -15,7 +15,26 @@ _MODULES = (scheduler, estimator, conductor)
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     for module in _MODULES:
+        for group in module.list_opts():
+            _register_own_group(conf, group)
         module.register_opts(conf)
+
+
+def _register_own_group(conf: cfg.ConfigOpts, group: cfg.OptGroup) -> None:
+    """Register a copy of ``group`` that belongs to ``conf`` alone.
+
+    oslo.config keeps each option's override and default in the OptGroup
+    object, and ``register_group`` copies the group only shallowly: a
+    module-level group registered on two ConfigOpts would share them, so a
+    ``set_override`` on one conf (a test's, the CLI's) would change every
+    other. The module's own ``register_group`` is then a no-op and its
+    ``register_opts`` finds this copy by name.
+    """
+    if group.name in conf:
+        return
+    conf.register_group(cfg.OptGroup(group.name, title=group.title, help=group.help,
+                                     dynamic_group_owner=group.dynamic_group_owner,
+                                     driver_option=group.driver_option))
 
 
 def new_conf(args: list[str] | None = None,
