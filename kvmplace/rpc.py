@@ -46,6 +46,31 @@ def get_server(topic: str, server: str, endpoints: list, conf: cfg.ConfigOpts = 
                                     executor='threading')
 
 
+def broker_problem(conf: cfg.ConfigOpts = cfg.CONF, timeout: float = 2.0) -> str | None:
+    """Why the broker of ``transport_url`` cannot be reached, or None.
+
+    A plain TCP connect to each host of the URL: enough to tell "RabbitMQ
+    is down" from "nobody serves this topic", which an RPC timeout cannot.
+    The URL's password is never part of the answer.
+    """
+    import socket
+    try:
+        url = messaging.TransportURL.parse(conf, conf.transport_url)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the answer
+        return f'transport_url is not valid ({type(exc).__name__})'
+    if not url.hosts:
+        return 'transport_url names no broker host'
+    problems = []
+    for host in url.hosts:
+        port = host.port or 5672
+        try:
+            with socket.create_connection((host.hostname, port), timeout=timeout):
+                return None
+        except OSError as exc:
+            problems.append(f'{host.hostname}:{port}: {exc.strerror or exc}')
+    return 'broker unreachable (' + '; '.join(problems) + ')'
+
+
 def cleanup() -> None:
     for transport in _TRANSPORTS.values():
         transport.cleanup()

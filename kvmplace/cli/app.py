@@ -35,6 +35,8 @@ class KvmplaceApp(cliff_app.App):
         parser = super().build_option_parser(description, version, argparse_kwargs)
         parser.add_argument('--config-file', action='append', default=[], metavar='PATH',
                             help='kvmplace configuration file (repeatable)')
+        parser.add_argument('--rpc-timeout', type=int, default=30, metavar='SECONDS',
+                            help='how long to wait for the conductor (default 30)')
         return parser
 
     def configure_logging(self):
@@ -43,10 +45,16 @@ class KvmplaceApp(cliff_app.App):
             else logging.WARNING
         logging.basicConfig(level=level, stream=self.stderr,
                             format='kvmplace: %(levelname)s: %(message)s')
+        if not self.options.debug:
+            # The broker client logs every reconnect attempt; the command
+            # reports the outcome itself in one line.
+            for noisy in ('oslo.messaging', 'oslo_messaging', 'kombu', 'amqp'):
+                logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
     def initialize_app(self, argv):
         conf = cfg.CONF
         kvmplace.conf.register_opts(conf)
+        _register_messaging_opts(conf)
         try:
             conf([], project='kvmplace', default_config_files=self.options.config_file,
                  default_config_dirs=[])
@@ -108,6 +116,16 @@ class KvmplaceApp(cliff_app.App):
             code = 1
         sys.stderr.write(f'kvmplace: error: {" ".join(message.split())}\n')
         return code
+
+
+def _register_messaging_opts(conf) -> None:
+    """transport_url and friends, so --config-file values are read."""
+    from oslo_messaging import opts as msg_opts
+    for group, opts in msg_opts.list_opts():
+        try:
+            conf.register_opts(opts, group=group)
+        except cfg.DuplicateOptError:
+            pass
 
 
 def _version() -> str:

@@ -65,7 +65,8 @@ def _jsonable(value):
 
 def add_inventory_argument(parser) -> None:
     parser.add_argument('--inventory', metavar='FILE',
-                        help='offline inventory (JSON or YAML) instead of the live cloud')
+                        help='offline inventory (JSON or YAML); without it the command asks '
+                             'the conductor (needs --config-file)')
 
 
 def load_inventory(parsed_args) -> objects.Inventory:

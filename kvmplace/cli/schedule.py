@@ -81,6 +81,13 @@ class Select(base.Command):
         return parser
 
     def compute(self, parsed_args):
+        if not parsed_args.inventory:
+            from kvmplace.cli import online
+            api = online.conductor(self.app)
+            policy = {k: v for k, v in _policy(parsed_args).to_dict().items() if v is not None}
+            return online.call(api.select_destinations, parsed_args.instance,
+                               policy=policy or None, force_hosts=parsed_args.force_hosts,
+                               ignore_hosts=parsed_args.ignore_hosts)
         inventory = base.load_inventory(parsed_args)
         sched = manager.SchedulerManager(self.app.conf)
         request = objects.MigrationRequest(instance=parsed_args.instance,
@@ -137,6 +144,11 @@ class Estimate(base.Command):
         return parser
 
     def compute(self, parsed_args):
+        if not parsed_args.inventory:
+            from kvmplace.cli import online
+            policy = {k: v for k, v in _policy(parsed_args).to_dict().items() if v is not None}
+            return online.call(online.conductor(self.app).estimate, parsed_args.instance,
+                               parsed_args.to, policy=policy or None)
         inventory = base.load_inventory(parsed_args)
         sched = manager.SchedulerManager(self.app.conf)
         est = sched.estimate(inventory, parsed_args.instance, parsed_args.to,

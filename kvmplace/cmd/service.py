@@ -4,15 +4,12 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import warnings
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
 import kvmplace.conf
 
-# oslo.service drags in eventlet's deprecation banner; we never use eventlet.
-warnings.filterwarnings('ignore', message='.*Eventlet is deprecated.*')
 
 
 def prepare(argv: list[str], name: str) -> cfg.ConfigOpts:

@@ -1,0 +1,250 @@
+"""Commands that go through the conductor: migrate, migrations, hosts.
+
+They need ``--config-file`` with the broker's ``transport_url`` (the lab
+writes one: ``kvmplace-lab status`` shows where).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kvmplace.cli import base
+from kvmplace.cli import schedule
+from kvmplace.exception import KvmplaceError
+
+FINAL = ('completed', 'failed', 'aborted', 'rolled-back')
+
+
+def conductor(app):
+    """A ConductorAPI on the app's configuration, with a clear error if
+    there is no broker configured."""
+    from kvmplace.conductor import rpcapi
+    import oslo_messaging as messaging
+    conf = app.conf
+    if not conf.transport_url or not messaging.TransportURL.parse(conf, conf.transport_url).hosts:
+        raise KvmplaceError('no transport_url: pass --config-file with [DEFAULT] '
+                            'transport_url (or use --inventory for offline planning)')
+    return rpcapi.ConductorAPI(conf=conf, timeout=app.options.rpc_timeout)
+
+
+def call(fn, *args, **kwargs) -> Any:
+    """Make an RPC call; turn transport errors into one readable line."""
+    import oslo_messaging as messaging
+    try:
+        return fn({}, *args, **kwargs)
+    except messaging.MessagingTimeout:
+        from kvmplace import rpc
+        problem = rpc.broker_problem()
+        if problem:
+            raise KvmplaceError(f'{problem}: is RabbitMQ running?') from None
+        raise KvmplaceError('the conductor did not answer in time (is kvmplace-conductor '
+                            'running? see kvmplace doctor)') from None
+    except messaging.MessageDeliveryFailure as exc:
+        raise KvmplaceError(f'cannot reach the message broker: {exc}') from None
+    except messaging.RemoteError as exc:
+        raise KvmplaceError(f'conductor: {exc.exc_type}: {exc.value}') from None
+    except Exception as exc:
+        # Remote KvmplaceError subclasses arrive re-raised with a _Remote suffix.
+        if type(exc).__name__.endswith('_Remote'):
+            raise KvmplaceError(str(exc).splitlines()[0]) from None
+        raise
+
+
+def render_migration(rec: dict, console) -> None:
+    table = Table(title=f"Migration {rec['id']}", show_header=False)
+    table.add_column('field', style='bold')
+    table.add_column('value')
+    for key in ('instance', 'status', 'source', 'dest', 'error', 'created_at',
+                'started_at', 'finished_at'):
+        if rec.get(key) is not None:
+            table.add_row(key, str(rec[key]))
+    est = rec.get('estimate') or {}
+    if est:
+        table.add_row('predicted', f"{base.fmt_seconds(est['total_seconds'])} at "
+                                   f"{est['bandwidth_mibps']:.0f} MiB/s ({est['bottleneck']})")
+    res = rec.get('result') or {}
+    if res.get('elapsed_seconds') is not None:
+        table.add_row('measured', f"{base.fmt_seconds(res['elapsed_seconds'])}, downtime "
+                                  f"{res.get('downtime_ms') or 0:.0f} ms")
+    pin = rec.get('pin') or {}
+    if pin:
+        table.add_row('pre-pin', f"node {pin.get('node')} CPUs {pin.get('cpus')} "
+                                 f"(was {pin.get('previous_cpus')})")
+    console.print(table)
+    steps = rec.get('steps') or []
+    if steps:
+        st = Table(title='Steps')
+        for col in ('#', 'step', 'host', 'status', 'started', 'seconds', 'message'):
+            st.add_column(col)
+        for s in steps:
+            st.add_row(str(s['seq']), s['name'], s.get('host') or '', s['status'],
+                       (s.get('started_at') or '')[11:23], _duration(s),
+                       (s.get('message') or '')[:90])
+        console.print(st)
+
+
+def _duration(step: dict) -> str:
+    from datetime import datetime
+    a, b = step.get('started_at'), step.get('finished_at')
+    if not a or not b:
+        return ''
+    fmt = '%Y-%m-%dT%H:%M:%S.%fZ'
+    return f'{(datetime.strptime(b, fmt) - datetime.strptime(a, fmt)).total_seconds():.2f}'
+
+
+def follow(app, api, migration_id: str, show_progress: bool) -> dict:
+    """Poll the record until it ends, drawing phase, remaining, MiB/s, ETA."""
+    interval = 0.5
+    if not show_progress:
+        while True:
+            rec = call(api.get_migration, migration_id)
+            if rec['status'] in FINAL:
+                return rec
+            time.sleep(interval)
+    with Progress(TextColumn('[bold]{task.fields[instance]}'), BarColumn(),
+                  TextColumn('{task.percentage:>3.0f}%'),
+                  TextColumn('{task.fields[phase]}'),
+                  TextColumn('{task.fields[remaining]}'),
+                  TextColumn('{task.fields[rate]}'),
+                  TextColumn('ETA {task.fields[eta]}'), TimeElapsedColumn(),
+                  console=base.Console(file=app.stderr), transient=False) as bar:
+        task = bar.add_task('migrate', total=100, instance=migration_id[:8], phase='queued',
+                            remaining='', rate='', eta='-')
+        while True:
+            rec = call(api.get_migration, migration_id)
+            prog = rec.get('progress') or {}
+            total = prog.get('total_mib') or 0
+            remaining = prog.get('remaining_mib')
+            pct = 100.0 * (1 - remaining / total) if total and remaining is not None else 0.0
+            phase = prog.get('phase') if rec['status'] == 'migrating' else rec['status']
+            eta = prog.get('eta_seconds')
+            bar.update(task, completed=100 if rec['status'] == 'completed' else pct,
+                       instance=f"{rec['instance']} -> {rec.get('dest') or '?'}",
+                       phase=phase or rec['status'],
+                       remaining=f'{remaining:.0f} MiB left' if remaining is not None else '',
+                       rate=f"{prog.get('mibps') or 0:.0f} MiB/s" if prog else '',
+                       eta=base.fmt_seconds(eta) if eta is not None else '-')
+            if rec['status'] in FINAL:
+                return rec
+            time.sleep(interval)
+
+
+class Migrate(base.Command):
+    """Live-migrate a guest to the best host (or --to HOST)."""
+
+    def add_arguments(self, parser):
+        parser.add_argument('instance')
+        parser.add_argument('--to', metavar='HOST', help='force the destination')
+        parser.add_argument('--wait', action='store_true',
+                            help='follow the migration with a progress bar until it ends')
+        schedule._add_policy_arguments(parser)
+        return parser
+
+    def compute(self, args):
+        api = conductor(self.app)
+        policy = {k: v for k, v in schedule._policy(args).to_dict().items() if v is not None}
+        rec = call(api.migrate, args.instance, dest=args.to, policy=policy or None)
+        if args.wait:
+            rec = follow(self.app, api, rec['id'], show_progress=args.format == 'table')
+            rec = call(api.get_migration, rec['id'])
+        return rec
+
+    def exit_code(self, data):
+        return 0 if data['status'] in ('completed', 'queued', 'scheduling') or \
+            data['status'] not in FINAL else 1
+
+    def render(self, data, console):
+        render_migration(data, console)
+
+
+class MigrationsList(base.Command):
+    """List migrations, newest first."""
+
+    def add_arguments(self, parser):
+        parser.add_argument('--status', help='only this status ("active" for unfinished)')
+        parser.add_argument('--instance')
+        parser.add_argument('--limit', type=int, default=50)
+        return parser
+
+    def compute(self, args):
+        return call(conductor(self.app).list_migrations, status=args.status,
+                    instance=args.instance, limit=args.limit)
+
+    def render(self, data, console):
+        table = Table(title='Migrations')
+        for col in ('id', 'instance', 'source', 'dest', 'status', 'created', 'error'):
+            table.add_column(col)
+        for m in data:
+            table.add_row(m['id'][:8], m['instance'], m['source'], m.get('dest') or '',
+                          m['status'], m['created_at'][:19], (m.get('error') or '')[:60])
+        console.print(table)
+
+
+class MigrationsShow(base.Command):
+    """Show one migration with every step and its times."""
+
+    def add_arguments(self, parser):
+        parser.add_argument('id', help='migration id (or its first characters)')
+        return parser
+
+    def compute(self, args):
+        return call(conductor(self.app).get_migration, args.id)
+
+    def render(self, data, console):
+        render_migration(data, console)
+
+
+class MigrationsAbort(base.Command):
+    """Abort a running migration: the guest stays on its source."""
+
+    def add_arguments(self, parser):
+        parser.add_argument('id')
+        parser.add_argument('--wait', action='store_true', help='wait until it has ended')
+        return parser
+
+    def compute(self, args):
+        api = conductor(self.app)
+        rec = call(api.abort_migration, args.id)
+        if args.wait:
+            rec = follow(self.app, api, rec['id'], show_progress=False)
+        return call(api.get_migration, rec['id'])
+
+    def render(self, data, console):
+        render_migration(data, console)
+
+
+class HostsList(base.Command):
+    """Hosts as their agents last reported them."""
+
+    def compute(self, args):
+        return call(conductor(self.app).list_hosts)
+
+    def render(self, data, console):
+        table = Table(title='Hosts')
+        for col in ('host', 'up', 'last report', 'maint', 'link Mbit/s', 'RAM used/total MiB',
+                    'vCPUs', 'NUMA health', 'guests'):
+            table.add_column(col)
+        for h in data:
+            table.add_row(h['name'], 'yes' if h['up'] else 'DOWN',
+                          f"{h['seconds_since_report']} s ago"
+                          if h['seconds_since_report'] is not None else 'never',
+                          'yes' if h['maintenance'] else '', str(h.get('link_mbps') or ''),
+                          f"{h.get('memory_used_mib')}/{h.get('memory_mib')}",
+                          f"{h.get('vcpus_used')}/{h.get('vcpus')}",
+                          ' '.join(f'{x:.2f}' for x in h['numa_health']),
+                          ', '.join(h['instances']))
+        console.print(table)
+
+
+class HostsShow(base.Command):
+    """One host's full reported state."""
+
+    def add_arguments(self, parser):
+        parser.add_argument('host')
+        return parser
+
+    def compute(self, args):
+        return call(conductor(self.app).get_host, args.host)
