@@ -1,0 +1,190 @@
+"""Lab guests: what they are, their libvirt XML, and where they run.
+
+Three kinds, all small because the machine has 2 cores:
+- ``linux``: Debian cloud kernel + busybox initramfs; the kernel command line
+  carries ``kvmplace.dirty_mibps`` and ``kvmplace.buffer_mib`` for the
+  memory dirtier (assets/dirtier.c), so each guest's dirty rate is known.
+- ``linux-disk``: the same plus a local qcow2 disk (not shared: each host
+  has its own /var/lib/libvirt/images), for migrations that copy storage.
+- ``firmware``: no kernel, no disk; SeaBIOS idles. Runs under KVM and
+  dirties almost nothing.
+Linux guests use KVM only where Linux boots under KVM (image.py probes it);
+otherwise TCG (``<domain type='qemu'>``), which migrates just as well.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from xml.sax.saxutils import escape, quoteattr
+
+from kvmplace.lab import state as labstate
+from kvmplace.lab.errors import LabError
+from kvmplace.lab.image import READY_MARKER, BootImage, create_disk, fill_disk
+
+KINDS = ("linux", "linux-disk", "firmware")
+IMAGES_DIR = "/var/lib/libvirt/images"  # as seen inside a lab host
+SERIAL_LOG = "/var/log/libvirt/qemu/{name}-serial.log"  # inside a lab host
+
+
+@dataclass
+class GuestSpec:
+    """One guest as the lab makes it; also what state.json records."""
+
+    name: str
+    host: str
+    kind: str = "linux"
+    memory_mib: int = 256
+    dirty_rate_mibps: int = 0
+    buffer_mib: int = 0
+    disk_mib: int = 0
+    domain_type: str = "qemu"
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["disk"] = self.disk_path if self.disk_mib else None
+        return data
+
+    @property
+    def disk_path(self) -> str:
+        """Path of the local disk inside the host (each host has its own)."""
+        return os.path.join(IMAGES_DIR, f"{self.name}.qcow2")
+
+
+#: The mix ``up --guests M`` cycles through. Sizes are small so four guests
+#: boot in seconds under TCG; buffers hold non-zero data, so a migration
+#: really moves about buffer_mib MiB even when the guest dirties nothing.
+DEFAULT_MIX: tuple[dict, ...] = (
+    {"kind": "linux", "memory_mib": 256, "dirty_rate_mibps": 40, "buffer_mib": 160},
+    {"kind": "firmware", "memory_mib": 128},
+    {"kind": "linux", "memory_mib": 256, "dirty_rate_mibps": 0, "buffer_mib": 128},
+    {"kind": "linux-disk", "memory_mib": 192, "dirty_rate_mibps": 8, "buffer_mib": 64,
+     "disk_mib": 64},
+)
+
+
+def plan(count: int, hosts: list[str], dirty_rates: list[int] | None = None,
+         linux_type: str = "qemu", firmware_type: str = "kvm") -> list[GuestSpec]:
+    """``count`` guests round-robin over ``hosts``, cycling DEFAULT_MIX.
+
+    ``dirty_rates`` (optional, one per guest) overrides the mix's rate of
+    the Linux guests; the buffer grows to hold at least 4 s of dirtying, so
+    a sampling window never wraps round it.
+    """
+    if not hosts:
+        raise LabError("no hosts to place guests on")
+    specs = []
+    for i in range(count):
+        mix = dict(DEFAULT_MIX[i % len(DEFAULT_MIX)])
+        if dirty_rates and i < len(dirty_rates) and mix["kind"] != "firmware":
+            mix["dirty_rate_mibps"] = dirty_rates[i]
+            mix["buffer_mib"] = max(mix["buffer_mib"], 4 * dirty_rates[i])
+            mix["memory_mib"] = max(mix["memory_mib"], mix["buffer_mib"] + 96)
+        dtype = firmware_type if mix["kind"] == "firmware" else linux_type
+        specs.append(GuestSpec(name=f"{labstate.GUEST_PREFIX}{i + 1}",
+                               host=hosts[i % len(hosts)], domain_type=dtype, **mix))
+    return specs
+
+
+def domain_xml(spec: GuestSpec, image: BootImage | None) -> str:
+    """Libvirt domain XML for a lab guest.
+
+    No ``<cpu mode='host-model'/>``: QEMU aborts on an MSR under nested KVM
+    here; the default CPU model works for KVM and TCG alike. No NIC and no
+    balloon: nothing in the guest needs them, and they only add migration
+    state.
+    """
+    os_parts = ["<type arch='x86_64' machine='pc'>hvm</type>"]
+    if spec.kind in ("linux", "linux-disk"):
+        if image is None:
+            raise LabError(f"{spec.name}: a Linux guest needs a boot image")
+        cmdline = (f"console=ttyS0 quiet panic=-1 "
+                   f"kvmplace.dirty_mibps={spec.dirty_rate_mibps} "
+                   f"kvmplace.buffer_mib={spec.buffer_mib} "
+                   f"kvmplace.guest={spec.name}")
+        os_parts += [f"<kernel>{escape(image.kernel)}</kernel>",
+                     f"<initrd>{escape(image.initrd)}</initrd>",
+                     f"<cmdline>{escape(cmdline)}</cmdline>"]
+    else:
+        os_parts.append("<boot dev='hd'/>")
+    disk = ""
+    if spec.disk_mib:
+        disk = ("<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+                f"<source file={quoteattr(spec.disk_path)}/>"
+                "<target dev='vda' bus='virtio'/></disk>")
+    serial = SERIAL_LOG.format(name=spec.name)
+    return f"""<domain type={quoteattr(spec.domain_type)}>
+  <name>{escape(spec.name)}</name>
+  <memory unit='MiB'>{spec.memory_mib}</memory>
+  <vcpu>1</vcpu>
+  <os>{''.join(os_parts)}</os>
+  <features><acpi/></features>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    {disk}
+    <serial type='file'><source path={quoteattr(serial)} append='on'/>
+      <target port='0'/></serial>
+    <console type='file'><source path={quoteattr(serial)} append='on'/>
+      <target type='serial' port='0'/></console>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
+
+
+def host_path(host: str, inside_path: str) -> str:
+    """Where a path inside a lab host lives in the root namespace."""
+    from kvmplace.lab.hostinit import PRIVATE_DIRS
+    for sub, target in PRIVATE_DIRS.items():
+        if inside_path == target or inside_path.startswith(target + "/"):
+            return os.path.join(labstate.host_dir(host), sub,
+                                os.path.relpath(inside_path, target))
+    return inside_path
+
+
+def prepare_disk_on(host: str, spec: GuestSpec, fill: bool = False) -> str:
+    """Create the guest's qcow2 on ``host`` (a migration destination needs it
+    to exist for VIR_MIGRATE_NON_SHARED_DISK); returns the root-ns path."""
+    path = host_path(host, spec.disk_path)
+    if not os.path.exists(path):
+        create_disk(path, spec.disk_mib)
+        if fill:
+            fill_disk(path, spec.disk_mib)
+    return path
+
+
+def start(conn, spec: GuestSpec, image: BootImage | None) -> None:
+    """Define (persistent) and start ``spec`` on the host behind ``conn``."""
+    if spec.disk_mib:
+        prepare_disk_on(spec.host, spec, fill=True)
+    dom = conn.defineXML(domain_xml(spec, image))
+    dom.create()
+
+
+def ready(spec: GuestSpec, host: str | None = None) -> bool:
+    """True once a Linux guest's /init has printed its marker (firmware
+    guests are ready as soon as they run)."""
+    if spec.kind == "firmware":
+        return True
+    log = host_path(host or spec.host, SERIAL_LOG.format(name=spec.name))
+    try:
+        with open(log, "rb") as f:
+            return READY_MARKER.encode() in f.read()
+    except OSError:
+        return False
+
+
+def wait_all_ready(specs: list[GuestSpec], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = [s for s in specs if not ready(s)]
+    while pending:
+        if time.monotonic() > deadline:
+            names = ", ".join(s.name for s in pending)
+            raise LabError(f"guests did not boot within {timeout:.0f} s: {names} "
+                           f"(console logs under {labstate.STATE_DIR}/<host>/log/qemu/)")
+        time.sleep(0.1)
+        pending = [s for s in pending if not ready(s)]

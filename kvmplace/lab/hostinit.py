@@ -1,0 +1,44 @@
+"""Runs inside a new lab host's namespaces and starts its daemons.
+
+Invoked by libvirtd.start_host as::
+
+    ip netns exec lab-h1 unshare --mount --uts --propagation private -- \
+        python -m kvmplace.lab.hostinit HOST_DIR HOSTNAME
+
+By then the process already has the host's network namespace and fresh,
+private mount and UTS namespaces. Here it bind-mounts the host's private
+copies over libvirt's directories, sets the hostname, and starts virtlogd
+and libvirtd as daemons. They keep the namespaces alive after this process
+exits; every QEMU libvirtd starts inherits them too.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+#: host_dir subdirectory -> system path it replaces inside the host.
+PRIVATE_DIRS = {
+    "etc": "/etc/libvirt",
+    "lib": "/var/lib/libvirt",
+    "log": "/var/log/libvirt",
+    "cache": "/var/cache/libvirt",
+    "run": "/run",
+}
+
+
+def main(argv: list[str]) -> int:
+    host_dir, hostname = argv
+    for sub, target in PRIVATE_DIRS.items():
+        os.makedirs(target, exist_ok=True)
+        subprocess.run(["mount", "--bind", os.path.join(host_dir, sub), target],
+                       check=True)
+    socket.sethostname(hostname)
+    subprocess.run(["virtlogd", "-d"], check=True)
+    subprocess.run(["libvirtd", "-d", "--listen"], check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

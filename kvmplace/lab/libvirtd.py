@@ -1,0 +1,104 @@
+"""One libvirtd (and virtlogd) per lab host, each in the host's namespaces.
+
+Why each setting below matters on this kind of machine (see LAB.md):
+- ``host_uuid``: every host needs its own, or libvirt refuses to "migrate
+  to the same host"; a random UUID4 never has all digits equal.
+- ``listen_tcp``/``listen_addr``/``auth_tcp = "none"``: other hosts and the
+  root namespace reach the daemon at ``qemu+tcp://ADDR:16509/system`` (lab
+  only: no authentication).
+- ``user``/``group = "root"`` in qemu.conf: /dev/kvm is root-only here.
+- ``migration_host``: the destination advertises its incoming migration
+  address; by default that is its hostname, which nothing resolves.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+
+from kvmplace.lab import state as labstate
+from kvmplace.lab.hostinit import PRIVATE_DIRS
+from kvmplace.lab.errors import LabError
+from kvmplace.lab.system import port_open, read_pidfile, run, wait_until
+
+#: Created empty in each host's private copy of /var/lib/libvirt etc.
+_SKELETON = ("lib/qemu", "lib/images", "lib/boot", "lib/qemu/save", "lib/qemu/dump",
+             "lib/qemu/snapshot", "lib/qemu/nvram", "log/qemu", "cache/qemu", "run")
+
+
+def prepare_host_dir(name: str, address: str) -> str:
+    """The host's private libvirt tree and configuration; returns host_uuid."""
+    base = labstate.host_dir(name)
+    etc = os.path.join(base, "etc")
+    if os.path.exists(etc):
+        shutil.rmtree(etc)
+    shutil.copytree("/etc/libvirt", etc, symlinks=True)
+    # A host's own default network would start dnsmasq and a bridge inside
+    # the namespace: the lab's network is the veth, nothing else.
+    shutil.rmtree(os.path.join(etc, "qemu", "networks", "autostart"), ignore_errors=True)
+    for sub in _SKELETON:
+        os.makedirs(os.path.join(base, sub), exist_ok=True)
+    host_uuid = str(uuid.uuid4())
+    _append(os.path.join(etc, "libvirtd.conf"), {
+        "listen_tls": 0,
+        "listen_tcp": 1,
+        "tcp_port": str(labstate.LIBVIRT_PORT),
+        "listen_addr": address,
+        "auth_tcp": "none",
+        "host_uuid": host_uuid,
+        "log_outputs": "3:file:/var/log/libvirt/libvirtd.log",
+    })
+    _append(os.path.join(etc, "qemu.conf"), {
+        "user": "root",
+        "group": "root",
+        "security_driver": "none",
+        "migration_host": address,
+    })
+    return host_uuid
+
+
+def _append(path: str, settings: dict[str, object]) -> None:
+    lines = ["", "# kvmplace lab host settings"]
+    for key, value in settings.items():
+        lines.append(f"{key} = {value}" if isinstance(value, int)
+                     else f'{key} = "{value}"')
+    with open(path, "a") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def start_host(name: str, netns: str) -> None:
+    """Start virtlogd and libvirtd in new mount+UTS namespaces of ``netns``."""
+    run(["ip", "netns", "exec", netns,
+         "unshare", "--mount", "--uts", "--propagation", "private", "--",
+         sys.executable, "-m", "kvmplace.lab.hostinit", labstate.host_dir(name), name],
+        timeout=60)
+
+
+def wait_ready(address: str, timeout: float = 30) -> None:
+    wait_until(lambda: port_open(address, labstate.LIBVIRT_PORT), timeout,
+               f"libvirtd at {address}:{labstate.LIBVIRT_PORT}")
+
+
+def daemon_pids(name: str) -> dict[str, int | None]:
+    """libvirtd and virtlogd pids, from the pidfiles in the host's private /run."""
+    run_dir = os.path.join(labstate.host_dir(name), "run")
+    return {daemon: read_pidfile(os.path.join(run_dir, f"{daemon}.pid"))
+            for daemon in ("libvirtd", "virtlogd")}
+
+
+def nsenter_prefix(libvirtd_pid: int) -> list[str]:
+    """Command prefix that runs a program "on" a lab host.
+
+    It joins the namespaces of the host's libvirtd: its network (address,
+    shaped link), its mount namespace (private /run, so ``qemu:///system``
+    is this host's libvirtd) and its hostname. Services wrap their command
+    lines with this (see services.py).
+    """
+    if not libvirtd_pid:
+        raise LabError("libvirtd pid unknown: is the lab up?")
+    return ["nsenter", f"--target={libvirtd_pid}", "--net", "--mount", "--uts", "--"]
+
+
+__all__ = ["PRIVATE_DIRS", "prepare_host_dir", "start_host", "wait_ready",
+           "daemon_pids", "nsenter_prefix"]
