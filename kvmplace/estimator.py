@@ -154,12 +154,14 @@ def precopy(memory_mib: float, dirty_rate_mibps: float, bandwidth_mibps: float,
     return Precopy(rounds, sent + left, elapsed + downtime_s, downtime_s * 1000.0, True, mode)
 
 
-def _source_nodes(instance: objects.Instance, source: objects.Host
-                  ) -> tuple[float, Optional[objects.NumaNode]]:
+def source_nodes(instance: objects.Instance, source: objects.Host
+                 ) -> tuple[float, Optional[objects.NumaNode]]:
     """Health of the emulator thread's current node, and a better node.
 
     An unknown emulator node means the thread floats over every CPU, so the
     worst node is what the migration may get: that is what pre-pinning fixes.
+    The answer depends on the source only, so a scheduler asks once per
+    request and passes it to :func:`estimate_from` for every destination.
     """
     if not source.numa:
         return 1.0, None
@@ -171,13 +173,28 @@ def _source_nodes(instance: objects.Instance, source: objects.Host
     return current_health, None
 
 
+def dest_health(instance: objects.Instance, dest: objects.Host) -> float:
+    """Health of the destination node that will carry QEMU's main thread."""
+    node = dest.best_node(instance.memory_mib)
+    return node.health if node is not None else 1.0
+
+
 def estimate(instance: objects.Instance, source: objects.Host, dest: objects.Host,
              path_mbps: float, params: ModelParams, link_share: float = 1.0
              ) -> objects.Estimate:
     """Predict migrating ``instance`` from ``source`` to ``dest``."""
-    current_health, better = _source_nodes(instance, source)
-    dest_node = dest.best_node(instance.memory_mib)
-    dest_health = dest_node.health if dest_node else 1.0
+    return estimate_from(instance, source_nodes(instance, source),
+                         dest_health(instance, dest), path_mbps, params, link_share)
+
+
+def estimate_from(instance: objects.Instance,
+                  source: tuple[float, Optional[objects.NumaNode]],
+                  dest_health: float, path_mbps: float, params: ModelParams,
+                  link_share: float = 1.0) -> objects.Estimate:
+    """:func:`estimate` from what it depends on: ``source`` is what
+    :func:`source_nodes` returns, ``dest_health`` the health of the
+    destination node that will carry QEMU's main thread."""
+    current_health, better = source
     src_health = better.health if better else current_health
     mibps, label = bandwidth(path_mbps, src_health, dest_health, params, link_share)
     run = precopy(instance.memory_mib, instance.dirty_rate_mibps, mibps, params,

@@ -238,6 +238,20 @@ class Estimate(_Dict):
     without_pre_pin: Optional[dict] = None
     mode: str = 'pre-copy'
 
+    def to_dict(self) -> dict[str, Any]:
+        # Written out rather than dataclasses.asdict: the scheduler builds
+        # one per ranked host (ten thousand per request), and asdict's
+        # generic deep copy was its single largest cost. The nested dicts
+        # hold numbers and strings only, so a shallow copy is a deep copy.
+        return {'bandwidth_mibps': self.bandwidth_mibps, 'bottleneck': self.bottleneck,
+                'rounds': self.rounds, 'data_mib': self.data_mib,
+                'total_seconds': self.total_seconds, 'downtime_ms': self.downtime_ms,
+                'converges': self.converges,
+                'pre_pin': None if self.pre_pin is None else dict(self.pre_pin),
+                'without_pre_pin': (None if self.without_pre_pin is None
+                                    else dict(self.without_pre_pin)),
+                'mode': self.mode}
+
 
 @dataclass(slots=True)
 class Inventory:

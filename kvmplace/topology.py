@@ -92,11 +92,16 @@ class Topology:
             return cached
         if source not in self.graph:
             raise KeyError(source)
-        width: dict[str, float] = {source: self._nic(source)}
+        # Plain dicts, not networkx's read-only views: this loop touches
+        # every node and link once, and a view lookup costs more than the
+        # arithmetic.
+        adj = dict(self.graph.adjacency())
+        nic = {node: mbps for node, mbps in self.graph.nodes(data='nic_mbps')
+               if mbps is not None}
+        width: dict[str, float] = {source: nic.get(source, float('inf'))}
         pred: dict[str, str] = {}
         heap = [(-width[source], source)]
         done: set[str] = set()
-        adj = self.graph.adj
         while heap:
             neg, node = heapq.heappop(heap)
             if node in done:
@@ -113,9 +118,9 @@ class Topology:
                     heapq.heappush(heap, (-cand, nbr))
         # The destination's own NIC caps what it can receive.
         for node, w in width.items():
-            nic = self._nic(node)
-            if nic < w:
-                width[node] = nic
+            cap = nic.get(node, w)
+            if cap < w:
+                width[node] = cap
         result = (width, pred)
         self._widest_cache[source] = result
         return result

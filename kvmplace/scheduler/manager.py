@@ -8,6 +8,7 @@ Weights are normalized here and only here.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Iterable, Optional
 
 from stevedore import named
@@ -53,15 +54,29 @@ def load_plugins(namespace: str, names: list[str], conf) -> list:
 
 
 def normalize(values: list[float]) -> list[float]:
-    """Min-max normalize to 0..1; all-equal values normalize to 0 (Nova)."""
+    """Min-max normalize to 0..1; all-equal values normalize to 0 (Nova).
+
+    Only finite values set the range. An infinite raw value (a migration
+    that never ends: no path, zero bandwidth) normalizes to 1 if +inf and
+    0 if -inf, and NaN to 0, so that one such host cannot make its weight,
+    or everyone's, NaN (a NaN weight has no place in a ranking, nor in JSON).
+    """
     if not values:
         return []
-    lo = min(values)
-    hi = max(values)
-    span = hi - lo
-    if span <= 0 or span != span:  # all equal, or NaN
+    if all(v == values[0] for v in values):
         return [0.0] * len(values)
-    return [(v - lo) / span for v in values]
+    finite = [v for v in values if math.isfinite(v)]
+    lo = min(finite, default=0.0)
+    span = max(finite, default=0.0) - lo
+
+    def one(v: float) -> float:
+        if v == math.inf:
+            return 1.0
+        if not math.isfinite(v) or span <= 0:
+            return 0.0
+        return (v - lo) / span
+
+    return [one(v) for v in values]
 
 
 class SchedulerManager:
@@ -139,21 +154,21 @@ class SchedulerManager:
     def _weigh(self, hosts: list[objects.Host], spec: RequestSpec) -> list[dict]:
         if not hosts:
             return []
-        n = len(hosts)
-        totals = [0.0] * n
-        breakdown: list[dict] = [{} for _ in range(n)]
+        totals = [0.0] * len(hosts)
+        columns = []
         for weigher in self.weighers:
             raw = [float(weigher.weigh(h, spec)) for h in hosts]
             norm = normalize(raw)
             mult = weigher.multiplier
-            for i in range(n):
-                totals[i] += mult * norm[i]
-                breakdown[i][weigher.name] = {'raw': round(raw[i], 4),
-                                              'normalized': round(norm[i], 4),
-                                              'multiplier': mult}
-        order = sorted(range(n), key=lambda i: (-totals[i], hosts[i].name))
+            totals = [total + mult * x for total, x in zip(totals, norm)]
+            columns.append((weigher.name, mult, raw, norm))
+        order = sorted(range(len(hosts)), key=lambda i: (-totals[i], hosts[i].name))
+        # Only now, in ranked order, the per-host explanation.
         return [{'host': hosts[i].name, 'weight': round(totals[i], 6),
-                 'weighers': breakdown[i],
+                 'weighers': {name: {'raw': round(raw[i], 4),
+                                     'normalized': round(norm[i], 4),
+                                     'multiplier': mult}
+                              for name, mult, raw, norm in columns},
                  'estimate': spec.estimate(hosts[i]).to_dict()}
                 for i in order]
 

@@ -1,14 +1,18 @@
 """The per-request context every filter and weigher reads.
 
 Filters and weighers are pure functions of (host, spec). Whatever is costly
-and shared between them - the widest paths from the source, the migration
-estimate for a host - is computed here once and memoized, so a ten-thousand
-host request runs the pre-copy model only once per distinct (path rate,
-destination NUMA health) pair.
+and shared between them - the widest paths from the source, the source's
+NUMA nodes, each host's destination node, the migration estimate for a
+host - is computed here once per request and memoized, so a ten-thousand
+host request picks each host's node once and runs the pre-copy model only
+once per distinct (path rate, destination NUMA health) pair. Memos are keyed
+by host name and live as long as the spec (one request): host states are
+never assumed to stay the same from one request to the next.
 """
 from __future__ import annotations
 
 import time
+import types
 from typing import Optional
 
 from kvmplace import estimator
@@ -24,6 +28,11 @@ class RequestSpec:
                  params: Optional[estimator.ModelParams] = None,
                  now: Optional[float] = None):
         self.conf = conf
+        #: The [scheduler] options in force for this request, read once:
+        #: filters ask for their thresholds once per host, and an oslo.config
+        #: lookup costs more than the check itself. One request also never
+        #: sees two values of an option.
+        self.options = types.SimpleNamespace(**dict(conf.scheduler))
         self.instance = instance
         self.source = source
         self.request = request
@@ -32,8 +41,10 @@ class RequestSpec:
         self.params = base.with_policy(request.policy)
         self.now = time.time() if now is None else now
         self._width, _ = topology.widest_from(source.name)
+        self._source = estimator.source_nodes(instance, source)
+        self._dest_health: dict[str, float] = {}
+        self._host_estimates: dict[str, objects.Estimate] = {}
         self._estimates: dict[tuple[float, float], objects.Estimate] = {}
-        self._source_health = None
 
     def path_mbps(self, host: objects.Host) -> float:
         return self._width.get(host.name, 0.0)
@@ -42,15 +53,24 @@ class RequestSpec:
         return host.best_node(self.instance.memory_mib)
 
     def dest_health(self, host: objects.Host) -> float:
-        node = self.dest_node(host)
-        return node.health if node is not None else 1.0
+        """Health of the node of ``host`` that would carry QEMU's main thread."""
+        health = self._dest_health.get(host.name)
+        if health is None:
+            health = estimator.dest_health(self.instance, host)
+            self._dest_health[host.name] = health
+        return health
 
     def estimate(self, host: objects.Host) -> objects.Estimate:
         """The migration estimate to ``host``, memoized on what it depends on."""
-        path = self.path_mbps(host)
-        key = (path, self.dest_health(host))
-        cached = self._estimates.get(key)
-        if cached is None:
-            cached = estimator.estimate(self.instance, self.source, host, path, self.params)
-            self._estimates[key] = cached
-        return cached
+        est = self._host_estimates.get(host.name)
+        if est is None:
+            path = self.path_mbps(host)
+            health = self.dest_health(host)
+            key = (path, health)
+            est = self._estimates.get(key)
+            if est is None:
+                est = estimator.estimate_from(self.instance, self._source, health, path,
+                                              self.params)
+                self._estimates[key] = est
+            self._host_estimates[host.name] = est
+        return est

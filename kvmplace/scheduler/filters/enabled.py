@@ -15,7 +15,7 @@ class EnabledFilter(BaseFilter):
 
     def host_passes(self, host, spec) -> bool:
         return (host.enabled and host.up and
-                self._stale_seconds(host, spec) <= self.conf.scheduler.host_down_seconds)
+                self._stale_seconds(host, spec) <= spec.options.host_down_seconds)
 
     def reason(self, host, spec) -> str:
         if not host.enabled:
@@ -23,4 +23,4 @@ class EnabledFilter(BaseFilter):
         if not host.up:
             return 'host is down'
         return (f'host has not reported for {self._stale_seconds(host, spec):.0f} s '
-                f'(host_down_seconds {self.conf.scheduler.host_down_seconds})')
+                f'(host_down_seconds {spec.options.host_down_seconds})')

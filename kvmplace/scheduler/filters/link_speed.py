@@ -11,11 +11,11 @@ class LinkSpeedFilter(BaseFilter):
 
     def host_passes(self, host, spec) -> bool:
         path = spec.path_mbps(host)
-        return path > 0 and path >= self.conf.scheduler.min_link_mbps
+        return path > 0 and path >= spec.options.min_link_mbps
 
     def reason(self, host, spec) -> str:
         path = spec.path_mbps(host)
         if path <= 0:
             return 'no network path from the source'
         return (f'widest path from the source is {path:g} Mbit/s, below '
-                f'min_link_mbps {self.conf.scheduler.min_link_mbps}')
+                f'min_link_mbps {spec.options.min_link_mbps}')

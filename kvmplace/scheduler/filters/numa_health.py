@@ -12,9 +12,9 @@ from kvmplace.scheduler.filters import BaseFilter
 class NumaHealthFilter(BaseFilter):
 
     def host_passes(self, host, spec) -> bool:
-        return host.best_health >= self.conf.scheduler.numa_health_threshold
+        return host.best_health >= spec.options.numa_health_threshold
 
     def reason(self, host, spec) -> str:
         return (f'best NUMA node runs at {host.best_health:.0%} of its baseline '
                 f'write bandwidth, below numa_health_threshold '
-                f'{self.conf.scheduler.numa_health_threshold:.0%}')
+                f'{spec.options.numa_health_threshold:.0%}')

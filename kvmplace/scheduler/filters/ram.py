@@ -9,15 +9,16 @@ from kvmplace.scheduler.filters import BaseFilter
 
 class RamFilter(BaseFilter):
 
-    def free_mib(self, host) -> float:
-        s = self.conf.scheduler
+    @staticmethod
+    def free_mib(host, spec) -> float:
+        s = spec.options
         return (host.memory_mib * s.ram_allocation_ratio - s.reserved_host_memory_mib
                 - host.memory_used_mib)
 
     def host_passes(self, host, spec) -> bool:
-        return self.free_mib(host) >= spec.instance.memory_mib
+        return self.free_mib(host, spec) >= spec.instance.memory_mib
 
     def reason(self, host, spec) -> str:
         return (f'needs {spec.instance.memory_mib} MiB RAM, host has '
-                f'{max(0, self.free_mib(host)):.0f} MiB free '
-                f'(ram_allocation_ratio {self.conf.scheduler.ram_allocation_ratio:g})')
+                f'{max(0, self.free_mib(host, spec)):.0f} MiB free '
+                f'(ram_allocation_ratio {spec.options.ram_allocation_ratio:g})')

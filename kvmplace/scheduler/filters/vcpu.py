@@ -4,13 +4,14 @@ from kvmplace.scheduler.filters import BaseFilter
 
 class VcpuFilter(BaseFilter):
 
-    def free_vcpus(self, host) -> float:
-        return host.vcpus * self.conf.scheduler.cpu_allocation_ratio - host.vcpus_used
+    @staticmethod
+    def free_vcpus(host, spec) -> float:
+        return host.vcpus * spec.options.cpu_allocation_ratio - host.vcpus_used
 
     def host_passes(self, host, spec) -> bool:
-        return self.free_vcpus(host) >= spec.instance.vcpus
+        return self.free_vcpus(host, spec) >= spec.instance.vcpus
 
     def reason(self, host, spec) -> str:
         return (f'needs {spec.instance.vcpus} vCPUs, host has '
-                f'{max(0, self.free_vcpus(host)):.0f} free '
-                f'(cpu_allocation_ratio {self.conf.scheduler.cpu_allocation_ratio:g})')
+                f'{max(0, self.free_vcpus(host, spec)):.0f} free '
+                f'(cpu_allocation_ratio {spec.options.cpu_allocation_ratio:g})')

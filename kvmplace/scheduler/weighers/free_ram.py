@@ -6,6 +6,6 @@ class FreeRamWeigher(BaseWeigher):
     multiplier_option = 'free_ram_weight_multiplier'
 
     def weigh(self, host, spec) -> float:
-        s = self.conf.scheduler
+        s = spec.options
         return (host.memory_mib * s.ram_allocation_ratio - s.reserved_host_memory_mib
                 - host.memory_used_mib - spec.instance.memory_mib)
