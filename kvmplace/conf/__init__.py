@@ -6,11 +6,12 @@
 """
 from oslo_config import cfg
 
+from kvmplace.conf import agent
 from kvmplace.conf import conductor
 from kvmplace.conf import estimator
 from kvmplace.conf import scheduler
 
-_MODULES = (scheduler, estimator, conductor)
+_MODULES = (scheduler, estimator, conductor, agent)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:

@@ -1,0 +1,438 @@
+"""Drive one live migration with libvirt and watch it to the end.
+
+``migrateToURI3`` blocks until the migration is over, so it runs in its own
+thread while a monitor thread reads the job statistics at least every
+second (the seed note's ``virsh domjobinfo`` loop), turns them into progress
+(phase, remaining, MiB/s, dirty rate, iteration, ETA) for the conductor, and
+enforces the completion and progress timeouts. The RPC call that started the
+migration has long returned by then; the outcome reaches the conductor as a
+``migration_finished`` cast and stays readable through ``get_job``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import libvirt
+
+from kvmplace import estimator
+from kvmplace import objects
+
+LOG = logging.getLogger(__name__)
+MIB = 1024 * 1024
+ET.register_namespace('qemu', 'http://libvirt.org/schemas/domain/qemu/1.0')
+
+_JOB_NONE = libvirt.VIR_DOMAIN_JOB_NONE
+
+
+def dest_xml(xml: str, dest_cpus: Optional[str]) -> str:
+    """The guest's migratable XML with ``<emulatorpin cpuset=dest_cpus/>``,
+    so that the destination QEMU starts with its main thread already on the
+    healthy node the destination agent chose."""
+    root = ET.fromstring(xml)
+    if dest_cpus:
+        cputune = root.find('cputune')
+        if cputune is None:
+            cputune = ET.SubElement(root, 'cputune')
+        for old in cputune.findall('emulatorpin'):
+            cputune.remove(old)
+        pin = ET.Element('emulatorpin', {'cpuset': dest_cpus})
+        cputune.insert(0, pin)
+    return ET.tostring(root, encoding='unicode')
+
+
+def phase_of(stats: dict, paused_for_switchover: bool, postcopy: bool) -> str:
+    """The seed's phases: setup, iterate N, complete (plus disk copy and
+    post-copy, which the seed's NFS-backed hosts never showed)."""
+    if stats.get('type', _JOB_NONE) == _JOB_NONE:
+        return 'setup'
+    if postcopy:
+        return 'post-copy'
+    if paused_for_switchover:
+        return 'complete'
+    iteration = int(stats.get('memory_iteration') or 0)
+    if int(stats.get('disk_remaining') or 0) > 0 and iteration == 0:
+        return 'disk'
+    if iteration == 0 and not stats.get('data_processed'):
+        return 'setup'
+    return f'iterate {max(1, iteration)}'
+
+
+@dataclass
+class Job:
+    """One migration, current or finished, as the agent remembers it."""
+    migration_id: str
+    instance: str
+    uuid: str
+    dest_host: str
+    data_mib: float
+    guest: dict
+    started: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.time)
+    progress: dict = field(default_factory=dict)
+    result: Optional[dict] = None
+    postcopy_allowed: bool = False
+    postcopy_started: bool = False
+    stop_status: Optional[str] = None
+    stop_reason: Optional[str] = None
+    done: threading.Event = field(default_factory=threading.Event)
+    last_stats: dict = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return not self.done.is_set()
+
+    def view(self) -> dict:
+        return {'active': self.active, 'migration_id': self.migration_id,
+                'instance': self.instance, 'dest_host': self.dest_host,
+                'progress': dict(self.progress), 'result': self.result}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Validated, resolved settings of one migration."""
+    dest_uri: str
+    migrate_uri: Optional[str]
+    dest_cpus: Optional[str]
+    max_downtime_ms: int
+    bandwidth_cap_mibps: float
+    allow_auto_converge: bool
+    allow_post_copy: bool
+    completion_timeout_s: float
+    progress_timeout_s: float
+    timeout_action: str
+    non_shared_disk_mode: str
+    local_disks: tuple[str, ...]
+    params: estimator.ModelParams
+
+
+def make_plan(conf, guest: dict, dest_uri: str, migrate_uri: Optional[str],
+              dest_cpus: Optional[str], policy: dict) -> Plan:
+    """Resolve the policy over the configuration."""
+    model = estimator.ModelParams.from_conf(conf).with_policy(objects.Policy(
+        max_downtime_ms=policy.get('max_downtime_ms'),
+        bandwidth_cap_mibps=policy.get('bandwidth_cap_mibps'),
+        allow_auto_converge=policy.get('allow_auto_converge'),
+        allow_post_copy=policy.get('allow_post_copy')))
+    agent = conf.agent
+    local = tuple(d['target'] for d in guest.get('disks', [])
+                  if not d.get('shared') and d.get('target'))
+    disk_mib = sum((d.get('allocation_mib') or d.get('capacity_mib') or 0.0)
+                   for d in guest.get('disks', []) if not d.get('shared'))
+    gib = max((guest['memory_mib'] + disk_mib) / 1024.0, 1.0 / 1024)
+    per_gib = policy.get('completion_timeout_seconds_per_gib') or \
+        agent.completion_timeout_seconds_per_gib
+    return Plan(
+        dest_uri=dest_uri, migrate_uri=migrate_uri, dest_cpus=dest_cpus,
+        max_downtime_ms=model.max_downtime_ms,
+        bandwidth_cap_mibps=model.bandwidth_cap_mibps or 0.0,
+        allow_auto_converge=model.allow_auto_converge,
+        allow_post_copy=model.allow_post_copy,
+        completion_timeout_s=max(1.0, per_gib * gib),
+        progress_timeout_s=float(policy.get('progress_timeout_seconds') or
+                                 agent.progress_timeout_seconds),
+        timeout_action=policy.get('timeout_action') or agent.timeout_action,
+        non_shared_disk_mode=policy.get('non_shared_disk_mode') or agent.non_shared_disk_mode,
+        local_disks=local, params=model)
+
+
+def flags_and_params(dom, plan: Plan, conf) -> tuple[int, dict[str, Any]]:
+    flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
+             libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_ABORT_ON_ERROR)
+    if dom.isPersistent():
+        flags |= libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+    params: dict[str, Any] = {}
+    if plan.local_disks:
+        flags |= (libvirt.VIR_MIGRATE_NON_SHARED_INC if plan.non_shared_disk_mode == 'incremental'
+                  else libvirt.VIR_MIGRATE_NON_SHARED_DISK)
+        params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(plan.local_disks)
+    if plan.allow_auto_converge:
+        flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
+        params[libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL] = \
+            conf.estimator.auto_converge_initial_pct
+        params[libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT] = \
+            conf.estimator.auto_converge_increment_pct
+    if plan.allow_post_copy:
+        flags |= libvirt.VIR_MIGRATE_POSTCOPY
+    if plan.migrate_uri:
+        params[libvirt.VIR_MIGRATE_PARAM_URI] = plan.migrate_uri
+    if plan.bandwidth_cap_mibps and plan.bandwidth_cap_mibps > 0:
+        params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = max(1, int(plan.bandwidth_cap_mibps))
+    xml = dest_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE),
+                   plan.dest_cpus)
+    params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = xml
+    params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = xml
+    return flags, params
+
+
+class Monitor:
+    """Turns job statistics into progress and applies the timeouts."""
+
+    def __init__(self, job: Job, plan: Plan, dom, notifier, dirty_rates,
+                 interval_s: float):
+        self.job = job
+        self.plan = plan
+        self.dom = dom
+        self.notifier = notifier
+        self.dirty_rates = dirty_rates
+        self.interval_s = interval_s
+        self.downtime_set = False
+        self.best_remaining: Optional[float] = None
+        self.best_at = time.monotonic()
+        self.last_processed: Optional[tuple[float, float]] = None
+        self.timed_out_by: Optional[str] = None
+
+    def run(self) -> None:
+        job = self.job
+        while not job.done.wait(0.1 if not self.downtime_set else self.interval_s):
+            try:
+                self.tick()
+            except libvirt.libvirtError as exc:
+                if job.done.is_set():
+                    return
+                LOG.debug('job stats of %s: %s', job.instance, exc)
+
+    def _apply_downtime(self, stats: dict) -> None:
+        if self.downtime_set or stats.get('type', _JOB_NONE) == _JOB_NONE:
+            return
+        try:
+            self.dom.migrateSetMaxDowntime(int(self.plan.max_downtime_ms), 0)
+            self.downtime_set = True
+        except libvirt.libvirtError as exc:
+            LOG.debug('max downtime not set yet on %s: %s', self.job.instance, exc)
+
+    def tick(self) -> None:
+        job = self.job
+        stats = self.dom.jobStats()
+        if job.done.is_set():
+            return
+        self._apply_downtime(stats)
+        if stats.get('type', _JOB_NONE) != _JOB_NONE:
+            job.last_stats = stats
+            self.dirty_rates.from_job_stats(job.uuid, stats)
+        paused = False
+        try:
+            state, reason = self.dom.state()
+            paused = (state == libvirt.VIR_DOMAIN_PAUSED and
+                      reason == libvirt.VIR_DOMAIN_PAUSED_MIGRATION)
+        except libvirt.libvirtError:
+            pass
+        progress = self.progress(stats, paused)
+        job.progress = progress
+        self.notifier.migration_progress(job.migration_id, progress)
+        self.check_timeouts(progress)
+
+    def progress(self, stats: dict, paused: bool) -> dict:
+        now = time.monotonic()
+        elapsed = now - self.job.started
+        remaining = (stats.get('data_remaining') or 0) / MIB
+        processed = (stats.get('data_processed') or 0) / MIB
+        total = (stats.get('data_total') or 0) / MIB
+        bps = (stats.get('memory_bps') or 0) + (stats.get('disk_bps') or 0)
+        mibps = bps / MIB
+        if not mibps and self.last_processed is not None:
+            t0, p0 = self.last_processed
+            if now > t0:
+                mibps = max(0.0, (processed - p0) / (now - t0))
+        self.last_processed = (now, processed)
+        page = stats.get('memory_page_size') or 4096
+        dirty = (stats.get('memory_dirty_rate') or 0) * page / MIB
+        eta = None
+        if stats.get('type', _JOB_NONE) != _JOB_NONE and mibps > 0:
+            eta = estimator.eta_seconds(remaining, dirty, mibps, self.plan.params)
+        return {
+            'migration_id': self.job.migration_id, 'instance': self.job.instance,
+            'phase': phase_of(stats, paused, self.job.postcopy_started),
+            'remaining_mib': round(remaining, 2), 'processed_mib': round(processed, 2),
+            'total_mib': round(total, 2), 'mibps': round(mibps, 2),
+            'dirty_rate_mibps': round(dirty, 2),
+            'iteration': int(stats.get('memory_iteration') or 0),
+            'eta_seconds': None if eta is None else round(eta, 2),
+            'elapsed_seconds': round(elapsed, 3),
+            'memory_remaining_mib': round((stats.get('memory_remaining') or 0) / MIB, 2),
+            'disk_remaining_mib': round((stats.get('disk_remaining') or 0) / MIB, 2),
+            'disk_total_mib': round((stats.get('disk_total') or 0) / MIB, 2),
+            'postcopy': self.job.postcopy_started, 'at': time.time(),
+        }
+
+    def check_timeouts(self, progress: dict) -> None:
+        job = self.job
+        if job.postcopy_started or job.stop_status:
+            return  # post-copy cannot be aborted; a stop is already on its way
+        now = time.monotonic()
+        remaining = progress['remaining_mib']
+        if progress['phase'] != 'setup' and (self.best_remaining is None or
+                                             remaining < self.best_remaining):
+            self.best_remaining = remaining
+            self.best_at = now
+        why = None
+        if now - job.started > self.plan.completion_timeout_s:
+            why = ('completion', f'completion timeout: not done after '
+                   f'{self.plan.completion_timeout_s:.0f} s')
+        elif now - self.best_at > self.plan.progress_timeout_s:
+            why = ('progress', f'progress timeout: remaining data has not reached a new low '
+                   f'({self.best_remaining or 0:.1f} MiB) for '
+                   f'{self.plan.progress_timeout_s:.0f} s')
+        if why is None:
+            return
+        self.timed_out_by = why[0]
+        if self.plan.timeout_action == 'post-copy' and job.postcopy_allowed:
+            try:
+                self.dom.migrateStartPostCopy(0)
+                job.postcopy_started = True
+                LOG.info('%s: %s; switched to post-copy', job.instance, why[1])
+                return
+            except libvirt.libvirtError as exc:
+                LOG.warning('%s: post-copy switch failed (%s); aborting', job.instance, exc)
+        job.stop_status, job.stop_reason = 'timed-out', why[1]
+        LOG.warning('%s: %s; aborting the migration', job.instance, why[1])
+        try:
+            self.dom.abortJob()
+        except libvirt.libvirtError as exc:
+            LOG.warning('%s: abort after timeout failed: %s', job.instance, exc)
+
+
+class MigrationDriver:
+    """Starts migrations and keeps each guest's current or last job."""
+
+    def __init__(self, conf, connection, notifier, dirty_rates):
+        self.conf = conf
+        self.connection = connection
+        self.notifier = notifier
+        self.dirty_rates = dirty_rates
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def get(self, instance: str) -> Optional[Job]:
+        with self._lock:
+            return self._jobs.get(instance)
+
+    def active(self) -> list[dict]:
+        with self._lock:
+            jobs = list(self._jobs.values())
+        return [{'migration_id': j.migration_id, 'instance': j.instance,
+                 'dest_host': j.dest_host, 'phase': j.progress.get('phase', 'setup')}
+                for j in jobs if j.active]
+
+    def active_uuids(self) -> set[str]:
+        with self._lock:
+            return {j.uuid for j in self._jobs.values() if j.active}
+
+    def start(self, dom, migration_id: str, dest_host: str, plan: Plan, guest: dict) -> Job:
+        with self._lock:
+            current = self._jobs.get(guest['name'])
+            if current is not None and current.active:
+                from kvmplace.exception import KvmplaceError
+                raise KvmplaceError(f'{guest["name"]} is already migrating '
+                                    f'({current.migration_id})')
+            disk_mib = sum((d.get('allocation_mib') or d.get('capacity_mib') or 0.0)
+                           for d in guest.get('disks', []) if not d.get('shared'))
+            job = Job(migration_id=migration_id, instance=guest['name'], uuid=guest['uuid'],
+                      dest_host=dest_host, data_mib=guest['memory_mib'] + disk_mib,
+                      guest=guest, postcopy_allowed=plan.allow_post_copy)
+            job.progress = {'migration_id': migration_id, 'instance': guest['name'],
+                            'phase': 'setup', 'elapsed_seconds': 0.0}
+            self._jobs[guest['name']] = job
+        flags, params = flags_and_params(dom, plan, self.conf)
+        monitor = Monitor(job, plan, dom, self.notifier, self.dirty_rates,
+                          self.conf.agent.progress_interval_seconds)
+        threading.Thread(target=self._run, args=(job, plan, dom, flags, params, monitor),
+                         name=f'migrate-{guest["name"]}', daemon=True).start()
+        threading.Thread(target=monitor.run, name=f'monitor-{guest["name"]}',
+                         daemon=True).start()
+        return job
+
+    def abort(self, instance: str, dom) -> tuple[bool, Optional[str]]:
+        """(aborted, reason if not)."""
+        job = self.get(instance)
+        if job is not None and job.active and job.postcopy_started:
+            return False, 'the migration is in post-copy: the guest already runs on the ' \
+                          'destination and cannot be pulled back'
+        if job is not None and job.active and job.stop_status is None:
+            job.stop_status, job.stop_reason = 'aborted', 'aborted by request'
+        try:
+            dom.abortJob()
+            return True, None
+        except libvirt.libvirtError as exc:
+            return False, exc.get_error_message()
+
+    def _run(self, job: Job, plan: Plan, dom, flags: int, params: dict,
+             monitor: Monitor) -> None:
+        error = None
+        status = 'completed'
+        try:
+            LOG.info('migrating %s to %s (%s, flags %#x)', job.instance, job.dest_host,
+                     plan.dest_uri, flags)
+            dom.migrateToURI3(plan.dest_uri, params, flags)
+        except libvirt.libvirtError as exc:
+            status = job.stop_status or 'failed'
+            error = job.stop_reason or exc.get_error_message()
+            if job.stop_reason and exc.get_error_message():
+                error = f'{job.stop_reason} ({exc.get_error_message()})'
+        except Exception as exc:  # noqa: BLE001 - report every failure
+            status, error = 'failed', f'{type(exc).__name__}: {exc}'
+        elapsed = time.monotonic() - job.started
+        final = self._final_stats(job, plan, status) or {}
+        job.result = self._result(job, status, error, elapsed, final, monitor)
+        job.progress = dict(job.progress, phase='complete' if status == 'completed'
+                            else job.progress.get('phase', 'setup'),
+                            elapsed_seconds=round(elapsed, 3),
+                            remaining_mib=0.0 if status == 'completed'
+                            else job.progress.get('remaining_mib'))
+        job.done.set()
+        if status == 'completed':
+            self.notifier.migration_progress(job.migration_id, job.progress)
+        self.notifier.migration_finished(job.migration_id, job.result)
+        LOG.info('migration %s of %s: %s%s', job.migration_id, job.instance, status,
+                 f' ({error})' if error else '')
+
+    def _final_stats(self, job: Job, plan: Plan, status: str) -> Optional[dict]:
+        """The completed job's statistics (downtime, totals): on the
+        destination after success (the source domain is gone by then), else
+        on the source."""
+        flag = libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED
+        if status == 'completed':
+            try:
+                conn = libvirt.open(plan.dest_uri)
+                try:
+                    return conn.lookupByUUIDString(job.uuid).jobStats(flag)
+                finally:
+                    conn.close()
+            except libvirt.libvirtError as exc:
+                LOG.debug('completed stats from %s: %s', plan.dest_uri, exc)
+            return None
+        try:
+            dom = self.connection.get().lookupByUUIDString(job.uuid)
+            return dom.jobStats(flag)
+        except libvirt.libvirtError:
+            return None
+
+    def _result(self, job: Job, status: str, error: Optional[str], elapsed: float,
+                final: dict, monitor: Monitor) -> dict:
+        stats = final if final.get('data_processed') else job.last_stats
+        data_mib = (stats.get('data_processed') or 0) / MIB
+        if not data_mib:
+            data_mib = float(job.progress.get('processed_mib') or 0.0)
+        time_s = (final.get('time_elapsed') or 0) / 1000.0 or elapsed
+        downtime = final.get('downtime')
+        return {
+            'migration_id': job.migration_id, 'instance': job.instance,
+            'dest_host': job.dest_host, 'status': status, 'error': error,
+            'elapsed_seconds': round(elapsed, 3),
+            'job_seconds': round(time_s, 3),
+            'downtime_ms': None if downtime is None else int(downtime),
+            'data_mib': round(data_mib, 2),
+            'mibps': round(data_mib / time_s, 2) if time_s > 0 else None,
+            'iterations': int(stats.get('memory_iteration') or 0),
+            'disk_mib': round((stats.get('disk_processed') or 0) / MIB, 2),
+            'memory_mib': job.guest.get('memory_mib'),
+            'postcopy': job.postcopy_started,
+            'timed_out_by': monitor.timed_out_by if status == 'timed-out' else None,
+            'started_at': job.started_at, 'finished_at': time.time(),
+            'guest': {k: job.guest.get(k) for k in ('name', 'uuid', 'memory_mib', 'vcpus',
+                                                    'disk_gib', 'shared_storage')},
+        }

@@ -1,0 +1,275 @@
+"""Checks on every RPC argument, at the agent's boundary.
+
+Anything on the message bus can call the agent, and its arguments end up in
+libvirt calls that pin threads, move guests and create storage pools. So
+each argument is checked for type, range and shape before use, and a bad one
+is refused with :class:`InvalidInput` naming the field; oslo.messaging
+re-raises it on the caller's side with the reason. Nothing here builds a
+shell command: the agent has none to build.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Optional
+from urllib.parse import urlparse
+
+from kvmplace import objects
+from kvmplace.conf.agent import TIMEOUT_ACTIONS
+from kvmplace.exception import InvalidInput
+
+NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+:@-]{0,199}$')
+HOST_RE = re.compile(r'^[A-Za-z0-9]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?$')
+MIGRATION_ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$')
+UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-'
+                     r'[0-9a-fA-F]{12}$')
+CPU_MODEL_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$')
+PATH_RE = re.compile(r'^/[A-Za-z0-9_.+@:/=-]{0,4095}$')
+LIBVIRT_SCHEMES = ('qemu', 'qemu+tcp', 'qemu+tls', 'qemu+ssh', 'qemu+libssh',
+                   'qemu+libssh2', 'qemu+unix', 'test')
+MIGRATE_SCHEMES = ('tcp',)
+MAX_CPU_ID = 8191
+MAX_MEMORY_MIB = 64 * 1024 * 1024  # 64 TiB
+POLICY_KEYS = {
+    'max_downtime_ms': 'int 1..600000: largest pause at switch-over',
+    'bandwidth_cap_mibps': 'number >= 0: cap on this migration, 0 = none',
+    'allow_auto_converge': 'bool: throttle the guest if it does not converge',
+    'allow_post_copy': 'bool: enable post-copy (used by timeout_action "post-copy")',
+    'completion_timeout_seconds_per_gib': 'int 1..100000: overrides [agent]',
+    'progress_timeout_seconds': 'int 1..86400: overrides [agent]',
+    'timeout_action': '"abort" or "post-copy": overrides [agent]',
+    'non_shared_disk_mode': '"full" or "incremental": overrides [agent]',
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def text(field: str, value: Any, pattern: re.Pattern, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(field, f'must be a string ({what}), got {type(value).__name__}')
+    if not pattern.match(value):
+        shown = value if len(value) <= 64 else value[:61] + '...'
+        raise InvalidInput(field, f'{shown!r} is not {what}')
+    return value
+
+
+def name(field: str, value: Any) -> str:
+    return text(field, value, NAME_RE, 'a guest name (letters, digits, _.+:@-, at most 200)')
+
+
+def host(field: str, value: Any) -> str:
+    return text(field, value, HOST_RE, 'a host name')
+
+
+def migration_id(field: str, value: Any) -> str:
+    return text(field, value, MIGRATION_ID_RE,
+                'a migration id (letters, digits, _.:-, at most 128)')
+
+
+def uuid(field: str, value: Any, allow_empty: bool = False) -> Optional[str]:
+    if allow_empty and (value is None or value == ''):
+        return None
+    return text(field, value, UUID_RE, 'a UUID').lower()
+
+
+def integer(field: str, value: Any, lo: int, hi: int) -> int:
+    if not _is_int(value):
+        raise InvalidInput(field, f'must be an integer, got {type(value).__name__}')
+    if not lo <= value <= hi:
+        raise InvalidInput(field, f'{value} is outside {lo}..{hi}')
+    return value
+
+
+def number(field: str, value: Any, lo: float, hi: float) -> float:
+    if not (_is_int(value) or isinstance(value, float)):
+        raise InvalidInput(field, f'must be a number, got {type(value).__name__}')
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise InvalidInput(field, f'{value} is outside {lo}..{hi}')
+    return float(value)
+
+
+def boolean(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(field, f'must be true or false, got {type(value).__name__}')
+    return value
+
+
+def cpu_list(field: str, value: Any, allowed: Optional[set[int]] = None) -> tuple[int, ...]:
+    """A Linux CPU list, every CPU inside ``allowed`` (this host's topology)."""
+    if not isinstance(value, str) or len(value) > 1024:
+        raise InvalidInput(field, 'must be a CPU list string such as "0-3,8" (at most 1024 '
+                                  'characters)')
+    try:
+        cpus = objects.parse_cpu_list(value)
+    except ValueError as exc:
+        raise InvalidInput(field, str(exc)) from None
+    if cpus[-1] > MAX_CPU_ID:
+        raise InvalidInput(field, f'CPU {cpus[-1]} is above {MAX_CPU_ID}')
+    if allowed is not None:
+        outside = sorted(set(cpus) - allowed)
+        if outside:
+            raise InvalidInput(field, f'CPUs {objects.format_cpu_list(outside)} are not in '
+                                      f'this host\'s topology '
+                                      f'({objects.format_cpu_list(allowed) or "none"})')
+    return cpus
+
+
+def node_id(field: str, value: Any, node_ids: list[int]) -> Optional[int]:
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise InvalidInput(field, f'must be a NUMA node id (integer) or null, got '
+                                  f'{type(value).__name__}')
+    if value not in node_ids:
+        raise InvalidInput(field, f'node {value} does not exist here (nodes: '
+                                  f'{", ".join(map(str, node_ids)) or "none"})')
+    return value
+
+
+def _netloc_ok(parsed) -> bool:
+    try:
+        hostname, port = parsed.hostname, parsed.port
+    except ValueError:
+        return False
+    if parsed.username or parsed.password:
+        return False
+    if hostname is not None and not (HOST_RE.match(hostname) or _is_ipv6(hostname)):
+        return False
+    return port is None or 1 <= port <= 65535
+
+
+def _is_ipv6(value: str) -> bool:
+    return bool(re.match(r'^[0-9a-fA-F:.]{2,45}$', value)) and ':' in value
+
+
+def libvirt_uri(field: str, value: Any) -> str:
+    """A libvirt URI the source's libvirtd may connect to (peer-to-peer)."""
+    if not isinstance(value, str) or not 0 < len(value) <= 512 or \
+            any(c.isspace() or ord(c) < 32 for c in value):
+        raise InvalidInput(field, 'must be a libvirt URI such as qemu+tcp://10.0.0.2/system')
+    parsed = urlparse(value)
+    if parsed.scheme not in LIBVIRT_SCHEMES:
+        raise InvalidInput(field, f'scheme {parsed.scheme!r} is not one of '
+                                  f'{", ".join(LIBVIRT_SCHEMES)}')
+    if parsed.query or parsed.fragment or parsed.params:
+        raise InvalidInput(field, 'must not carry a query or fragment')
+    if not _netloc_ok(parsed):
+        raise InvalidInput(field, 'has a bad host or port')
+    if parsed.scheme.startswith('qemu') and parsed.path not in ('/system', '/session'):
+        raise InvalidInput(field, 'path must be /system or /session')
+    if parsed.scheme == 'test' and not re.match(r'^/[A-Za-z0-9_.-]{0,64}$', parsed.path or '/'):
+        raise InvalidInput(field, 'bad test driver path')
+    return value
+
+
+def migrate_uri(field: str, value: Any) -> Optional[str]:
+    """Where QEMU sends the migration stream: tcp://ADDRESS[:PORT]."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= 300 or \
+            any(c.isspace() or ord(c) < 32 for c in value):
+        raise InvalidInput(field, 'must be a URI such as tcp://10.0.0.2 or null')
+    parsed = urlparse(value)
+    if parsed.scheme not in MIGRATE_SCHEMES:
+        raise InvalidInput(field, f'scheme must be one of {", ".join(MIGRATE_SCHEMES)}')
+    if parsed.path not in ('', '/') or parsed.query or parsed.fragment or \
+            not parsed.hostname or not _netloc_ok(parsed):
+        raise InvalidInput(field, 'must be tcp://ADDRESS[:PORT]')
+    return value
+
+
+def policy(field: str, value: Any) -> dict:
+    """The migration policy: documented keys only, each typed and bounded."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(field, f'must be a dict, got {type(value).__name__}')
+    out: dict[str, Any] = {}
+    for key, val in value.items():
+        sub = f'{field}.{key}'
+        if key not in POLICY_KEYS:
+            shown = key if isinstance(key, str) and len(key) < 64 else '<key>'
+            raise InvalidInput(f'{field}.{shown}', 'unknown policy key; known: ' +
+                               ', '.join(sorted(POLICY_KEYS)))
+        if val is None:
+            continue
+        if key == 'max_downtime_ms':
+            out[key] = integer(sub, val, 1, 600000)
+        elif key == 'bandwidth_cap_mibps':
+            out[key] = number(sub, val, 0, 1e6)
+        elif key in ('allow_auto_converge', 'allow_post_copy'):
+            out[key] = boolean(sub, val)
+        elif key == 'completion_timeout_seconds_per_gib':
+            out[key] = integer(sub, val, 1, 100000)
+        elif key == 'progress_timeout_seconds':
+            out[key] = integer(sub, val, 1, 86400)
+        elif key == 'timeout_action':
+            if val not in TIMEOUT_ACTIONS:
+                raise InvalidInput(sub, f'must be one of {", ".join(TIMEOUT_ACTIONS)}')
+            out[key] = val
+        elif key == 'non_shared_disk_mode':
+            if val not in ('full', 'incremental'):
+                raise InvalidInput(sub, 'must be "full" or "incremental"')
+            out[key] = val
+    return out
+
+
+def path(field: str, value: Any) -> str:
+    value = text(field, value, PATH_RE, 'an absolute path')
+    if '/../' in value + '/' or '/./' in value + '/' or '//' in value:
+        raise InvalidInput(field, 'must be a normalized absolute path')
+    return value
+
+
+def guest_dict(field: str, value: Any) -> dict:
+    """The guest dict a source agent reported (only the fields used here
+    are checked and kept)."""
+    if not isinstance(value, dict):
+        raise InvalidInput(field, f'must be a dict, got {type(value).__name__}')
+    if 'name' not in value:
+        raise InvalidInput(f'{field}.name', 'is required')
+    if 'memory_mib' not in value:
+        raise InvalidInput(f'{field}.memory_mib', 'is required')
+    out: dict[str, Any] = {
+        'name': name(f'{field}.name', value['name']),
+        'memory_mib': integer(f'{field}.memory_mib', value['memory_mib'], 0, MAX_MEMORY_MIB),
+        'vcpus': integer(f'{field}.vcpus', value.get('vcpus', 1), 1, 4096),
+        'uuid': uuid(f'{field}.uuid', value.get('uuid'), allow_empty=True),
+        'cpu_model': None, 'cpu_mode': None, 'disks': [],
+    }
+    if value.get('cpu_model') is not None:
+        out['cpu_model'] = text(f'{field}.cpu_model', value['cpu_model'], CPU_MODEL_RE,
+                                'a CPU model name')
+    if value.get('cpu_mode') is not None:
+        mode = value['cpu_mode']
+        if mode not in ('custom', 'host-model', 'host-passthrough', 'maximum'):
+            raise InvalidInput(f'{field}.cpu_mode', 'is not a libvirt CPU mode')
+        out['cpu_mode'] = mode
+    disks = value.get('disks') or []
+    if not isinstance(disks, list) or len(disks) > 64:
+        raise InvalidInput(f'{field}.disks', 'must be a list of at most 64 disks')
+    for i, disk in enumerate(disks):
+        sub = f'{field}.disks[{i}]'
+        if not isinstance(disk, dict):
+            raise InvalidInput(sub, 'must be a dict')
+        shared = disk.get('shared', True)
+        boolean(f'{sub}.shared', shared)
+        entry = {'shared': shared, 'path': None, 'capacity_mib': None, 'format': None}
+        if disk.get('path') is not None:
+            entry['path'] = path(f'{sub}.path', disk['path'])
+        if disk.get('capacity_mib') is not None:
+            entry['capacity_mib'] = number(f'{sub}.capacity_mib', disk['capacity_mib'], 0,
+                                           1024.0 ** 3)
+        if disk.get('format') is not None:
+            entry['format'] = text(f'{sub}.format', disk['format'],
+                                   re.compile(r'^[a-z0-9]{1,16}$'), 'a disk format')
+        out['disks'].append(entry)
+    return out
+
+
+def cpu_model(field: str, value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    return text(field, value, CPU_MODEL_RE, 'a CPU model name')
