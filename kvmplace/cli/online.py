@@ -248,3 +248,15 @@ class HostsShow(base.Command):
 
     def compute(self, args):
         return call(conductor(self.app).get_host, args.host)
+
+
+def drain(app, args) -> dict:
+    raise KvmplaceError('online drain is not available yet: use --dry-run --inventory FILE')
+
+
+def rebalance(app, args) -> dict:
+    raise KvmplaceError('online rebalance is not available yet: use --dry-run --inventory FILE')
+
+
+def render_drain(data: dict, console) -> None:
+    console.print_json(data=data)

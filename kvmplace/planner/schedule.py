@@ -1,0 +1,264 @@
+"""Turn a set of moves into a concrete, link-aware schedule.
+
+Existing tools migrate one or two guests at a time, a fixed count. Here the
+parallelism follows from the network: a migration starts as soon as every
+link on its path has room for it, at the bandwidth that room allows, so the
+source's uplink is kept full and no link is ever asked for more than it
+carries. Each migration keeps its bandwidth while it runs (that is what
+``virsh migrate-setspeed`` would pin) and its duration comes from the
+pre-copy model at that bandwidth, so predictions stay consistent with
+``kvmplace estimate``.
+
+Order: longest first (LPT), which keeps the tail of a schedule short; and a
+migration may pick, among its acceptable destinations, the one on which it
+would finish first given what already runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from kvmplace import estimator
+from kvmplace import objects
+from kvmplace import topology as topo
+
+#: A migration is not started on a sliver of a link: below this share of
+#: what it could get alone it waits for a running migration to finish.
+MIN_USEFUL_SHARE = 0.25
+
+
+@dataclass
+class Move:
+    """A guest to move, with the destinations it may take, best first."""
+    instance: objects.Instance
+    candidates: list[str]
+    solo_seconds: float = 0.0
+
+
+@dataclass
+class Planned:
+    instance: str
+    source: str
+    dest: str
+    start_seconds: float
+    predicted_seconds: float
+    predicted_downtime_ms: float
+    bandwidth_mibps: float
+    bottleneck: str
+    links: tuple = ()
+    converges: bool = True
+    data_mib: float = 0.0
+    pre_pin: Optional[dict] = None
+    bandwidth_steps: list = field(default_factory=list)
+
+    @property
+    def end_seconds(self) -> float:
+        return self.start_seconds + self.predicted_seconds
+
+    def to_dict(self) -> dict:
+        return {'instance': self.instance, 'source': self.source, 'dest': self.dest,
+                'start_seconds': round(self.start_seconds, 3),
+                'predicted_seconds': round(self.predicted_seconds, 3),
+                'predicted_downtime_ms': round(self.predicted_downtime_ms, 1),
+                'bandwidth_mibps': round(self.bandwidth_mibps, 2),
+                'bottleneck': self.bottleneck, 'converges': self.converges,
+                'data_mib': round(self.data_mib, 1), 'pre_pin': self.pre_pin,
+                'links': [list(link) for link in self.links],
+                'bandwidth_steps': self.bandwidth_steps}
+
+
+@dataclass
+class LinkLedger:
+    """Effective MiB/s in use on each link at the current time."""
+    capacity: Callable[[tuple], float]
+    used: dict = field(default_factory=dict)
+
+    def room(self, links) -> float:
+        if not links:
+            return float('inf')
+        return min(self.capacity(link) - self.used.get(link, 0.0) for link in links)
+
+    def take(self, links, mibps: float) -> None:
+        for link in links:
+            self.used[link] = self.used.get(link, 0.0) + mibps
+
+    def give(self, links, mibps: float) -> None:
+        for link in links:
+            self.used[link] = max(0.0, self.used.get(link, 0.0) - mibps)
+
+
+def link_capacity(topology: topo.Topology, params: estimator.ModelParams,
+                  reserve_fraction: float = 0.0) -> Callable[[tuple], float]:
+    def capacity(link: tuple) -> float:
+        return (objects.mbps_to_mibps(topology.capacity_mbps(link)) * params.link_efficiency
+                * (1.0 - reserve_fraction))
+    return capacity
+
+
+class _Running:
+    """A migration under way in the simulation: its rate may rise over time."""
+
+    def __init__(self, plan: Planned, solo_mibps: float, inst: objects.Instance,
+                 params: estimator.ModelParams):
+        self.plan = plan
+        self.solo = solo_mibps
+        self.inst = inst
+        self.params = params
+        self.rate = 0.0
+        self.done = 0.0          # fraction of the work done
+        self.since = plan.start_seconds
+        self.steps: list[list[float]] = []
+
+    def duration_at(self, mibps: float) -> float:
+        return estimator.precopy(self.inst.memory_mib, self.inst.dirty_rate_mibps, mibps,
+                                 self.params, self.inst.disk_mib).total_seconds
+
+    def advance(self, now: float) -> None:
+        if self.rate > 0 and now > self.since:
+            self.done += (now - self.since) / self.duration_at(self.rate)
+        self.since = now
+
+    def set_rate(self, now: float, mibps: float) -> None:
+        if abs(mibps - self.rate) > 1e-9:
+            self.rate = mibps
+            self.steps.append([round(now, 3), round(mibps, 2)])
+
+    def end_time(self) -> float:
+        return self.since + max(0.0, 1.0 - self.done) * self.duration_at(self.rate)
+
+
+class Scheduler:
+    """Event-driven list scheduling of moves over the topology.
+
+    A migration starts when its path has room for at least a useful share
+    of what it could get alone; whenever one ends, the ones still running
+    are topped up (oldest first) to what they could get alone, as far as
+    the links allow - what ``virsh migrate-setspeed`` does on a real drain.
+    A migration's progress is tracked as a fraction of its pre-copy work at
+    its current rate, so each segment follows the estimator exactly.
+    """
+
+    def __init__(self, inventory: objects.Inventory, topology: topo.Topology,
+                 params: estimator.ModelParams, reserve_fraction: float = 0.0):
+        self.inventory = inventory
+        self.topology = topology
+        self.params = params
+        self.ledger = LinkLedger(link_capacity(topology, params, reserve_fraction))
+
+    def _option(self, inst: objects.Instance, dest_name: str, now: float
+                ) -> Optional[tuple[Planned, float]]:
+        """Start ``inst`` towards ``dest_name`` now: at what rate, until when?"""
+        source = self.inventory.hosts[inst.host]
+        dest = self.inventory.hosts[dest_name]
+        path = self.topology.widest_path(source.name, dest_name)
+        if path is None:
+            return None
+        solo = estimator.estimate(inst, source, dest, path.mbps, self.params)
+        mibps = min(solo.bandwidth_mibps, self.ledger.room(path.links))
+        if mibps <= 0 or mibps < MIN_USEFUL_SHARE * solo.bandwidth_mibps:
+            return None
+        run = estimator.precopy(inst.memory_mib, inst.dirty_rate_mibps, mibps, self.params,
+                                inst.disk_mib)
+        if not run.converges:
+            return None
+        label = solo.bottleneck if mibps >= solo.bandwidth_mibps - 1e-9 else 'link'
+        return (Planned(inst.name, source.name, dest_name, now, run.total_seconds,
+                        run.downtime_ms, mibps, label, path.links, run.converges,
+                        run.data_mib, solo.pre_pin), solo.bandwidth_mibps)
+
+    def _top_up(self, running: list[_Running], now: float) -> None:
+        """Give freed room to running migrations, oldest first; never less."""
+        for r in sorted(running, key=lambda r: (r.plan.start_seconds, r.plan.instance)):
+            extra = min(r.solo - r.rate, self.ledger.room(r.plan.links))
+            if extra > 1e-9:
+                self.ledger.take(r.plan.links, extra)
+                r.set_rate(now, r.rate + extra)
+
+    def run(self, moves: list[Move], fits: Callable[[objects.Instance, str], bool],
+            claim: Callable[[objects.Instance, str], None]) -> tuple[list[Planned], list[dict]]:
+        """Schedule ``moves``; ``fits``/``claim`` check and consume capacity."""
+        pending = sorted(moves, key=lambda m: (-m.solo_seconds, m.instance.name))
+        finished: list[Planned] = []
+        unplaced: list[dict] = []
+        running: list[_Running] = []
+        now = 0.0
+        while pending or running:
+            for move in list(pending):
+                best = None
+                for dest in move.candidates:
+                    if not fits(move.instance, dest):
+                        continue
+                    option = self._option(move.instance, dest, now)
+                    if option and (best is None or option[0].end_seconds < best[0].end_seconds):
+                        best = option
+                if best is None:
+                    continue
+                plan, solo = best
+                claim(move.instance, plan.dest)
+                r = _Running(plan, solo, move.instance, self.params)
+                r.set_rate(now, plan.bandwidth_mibps)
+                self.ledger.take(plan.links, r.rate)
+                running.append(r)
+                pending.remove(move)
+            if not running:
+                for move in pending:
+                    ok = [d for d in move.candidates if fits(move.instance, d)]
+                    if not move.candidates:
+                        reason = 'no host passes the filters'
+                    elif not ok:
+                        reason = 'no destination with room left once the other guests are placed'
+                    else:
+                        reason = 'would not converge at the bandwidth any destination offers'
+                    unplaced.append({'instance': move.instance.name, 'reason': reason})
+                break
+            # Advance to the next end; finish it; top up the others.
+            nxt = min(running, key=lambda r: (r.end_time(), r.plan.instance))
+            now = max(now, nxt.end_time())
+            for r in running:
+                r.advance(now)
+            ended = [r for r in running if r is nxt or r.done >= 1.0 - 1e-9]
+            for r in ended:
+                running.remove(r)
+                self.ledger.give(r.plan.links, r.rate)
+                finished.append(self._close(r, now))
+            self._top_up(running, now)
+        return finished, unplaced
+
+    def _close(self, r: _Running, now: float) -> Planned:
+        p = r.plan
+        final = estimator.precopy(r.inst.memory_mib, r.inst.dirty_rate_mibps, r.rate,
+                                  self.params, r.inst.disk_mib)
+        p.predicted_seconds = now - p.start_seconds
+        p.predicted_downtime_ms = final.downtime_ms
+        if len(r.steps) > 1:
+            # Time-weighted mean rate; the steps say how it changed.
+            edges = [s[0] for s in r.steps[1:]] + [now]
+            total = sum(rate * (end - s[0]) for s, end, rate in
+                        zip(r.steps, edges, (s[1] for s in r.steps)))
+            p.bandwidth_mibps = total / p.predicted_seconds if p.predicted_seconds else r.rate
+            p.bottleneck = 'link'
+        p.bandwidth_steps = r.steps
+        return p
+
+
+def makespan(planned: list[Planned]) -> float:
+    return max((p.end_seconds for p in planned), default=0.0)
+
+
+def link_usage(planned: list[Planned]) -> dict[tuple, list[tuple[float, float]]]:
+    """Per link, the step function of MiB/s in use: [(time, mibps), ...]."""
+    events: dict[tuple, list[tuple[float, float]]] = {}
+    for p in planned:
+        for link in p.links:
+            events.setdefault(link, []).append((p.start_seconds, p.bandwidth_mibps))
+            events.setdefault(link, []).append((p.end_seconds, -p.bandwidth_mibps))
+    usage = {}
+    for link, evs in events.items():
+        evs.sort()
+        level = 0.0
+        steps = []
+        for t, delta in evs:
+            level += delta
+            steps.append((t, max(0.0, round(level, 6))))
+        usage[link] = steps
+    return usage
