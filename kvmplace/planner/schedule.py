@@ -58,7 +58,10 @@ class Planned:
     def to_dict(self) -> dict:
         return {'instance': self.instance, 'source': self.source, 'dest': self.dest,
                 'start_seconds': round(self.start_seconds, 3),
-                'predicted_seconds': round(self.predicted_seconds, 3),
+                # start + predicted gives exactly the (rounded) end, so plans
+                # printed to the millisecond still line up end to start.
+                'predicted_seconds': round(round(self.end_seconds, 3)
+                                           - round(self.start_seconds, 3), 3),
                 'predicted_downtime_ms': round(self.predicted_downtime_ms, 1),
                 'bandwidth_mibps': round(self.bandwidth_mibps, 2),
                 'bottleneck': self.bottleneck, 'converges': self.converges,
