@@ -1,0 +1,188 @@
+"""The migration driver's pieces: destination XML, flags, progress, timeouts.
+
+The test driver cannot migrate and has no job statistics, so the monitor is
+fed scripted statistics by a stand-in domain; the flags and XML are checked
+against the test driver's real guest.
+"""
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+
+import libvirt
+import pytest
+
+from kvmplace.agent import migration
+from tests.unit.agent.conftest import TEST_GUEST, RecordingNotifier
+
+MIB = 2 ** 20
+
+
+class ScriptedDomain:
+    """Stand-in for a migrating virDomain: returns queued job statistics."""
+
+    def __init__(self, stats: list[dict]):
+        self.stats = list(stats)
+        self.calls: list[str] = []
+
+    def jobStats(self, flags=0):  # noqa: N802 - libvirt's name
+        return self.stats.pop(0) if len(self.stats) > 1 else self.stats[0]
+
+    def state(self):
+        return (libvirt.VIR_DOMAIN_RUNNING, 1)
+
+    def migrateSetMaxDowntime(self, ms, flags=0):  # noqa: N802
+        self.calls.append(f'downtime {ms}')
+
+    def abortJob(self):  # noqa: N802
+        self.calls.append('abort')
+
+    def migrateStartPostCopy(self, flags=0):  # noqa: N802
+        self.calls.append('postcopy')
+
+
+def _stats(remaining_mib, iteration=1, processed_mib=100, dirty_pages=0, bps_mib=100):
+    return {'type': libvirt.VIR_DOMAIN_JOB_UNBOUNDED, 'data_total': 512 * MIB,
+            'data_remaining': int(remaining_mib * MIB), 'data_processed': processed_mib * MIB,
+            'memory_bps': bps_mib * MIB, 'memory_dirty_rate': dirty_pages,
+            'memory_page_size': 4096, 'memory_iteration': iteration}
+
+
+def _plan(conf, **policy):
+    guest = {'name': 'vm', 'uuid': 'u', 'memory_mib': 512, 'disks': []}
+    return migration.make_plan(conf, guest, 'qemu+tcp://10.0.0.2/system', 'tcp://10.0.0.2',
+                               '1', policy)
+
+
+def _monitor(conf, dom, **policy):
+    plan = _plan(conf, **policy)
+    job = migration.Job(migration_id='m1', instance='vm', uuid='u', dest_host='h2',
+                        data_mib=512, guest={'name': 'vm'},
+                        postcopy_allowed=plan.allow_post_copy)
+    from kvmplace.agent.dirtyrate import DirtyRates
+    return migration.Monitor(job, plan, dom, RecordingNotifier(), DirtyRates(), 1.0), job
+
+
+def test_dest_xml_pins_the_incoming_emulator(test_dom):
+    xml = test_dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+    out = ET.fromstring(migration.dest_xml(xml, '4-7'))
+    assert [p.get('cpuset') for p in out.findall('./cputune/emulatorpin')] == ['4-7']
+    again = ET.fromstring(migration.dest_xml(ET.tostring(out, encoding='unicode'), '0'))
+    assert [p.get('cpuset') for p in again.findall('./cputune/emulatorpin')] == ['0']
+    assert out.findtext('uuid') == test_dom.UUIDString()
+
+
+def test_flags_for_a_guest_with_a_local_disk(agent_conf, test_dom):
+    from kvmplace.agent import guest, numa
+    facts = guest.facts(test_dom, 'h', [], 8, guest.PidResolver('test:///default', ''), [])
+    plan = migration.make_plan(agent_conf, facts, 'qemu+tcp://10.0.0.2/system',
+                               'tcp://10.0.0.2', '4-7',
+                               {'bandwidth_cap_mibps': 50, 'allow_auto_converge': True})
+    flags, params = migration.flags_and_params(test_dom, plan, agent_conf)
+    for flag in ('LIVE', 'PEER2PEER', 'PERSIST_DEST', 'UNDEFINE_SOURCE', 'NON_SHARED_DISK',
+                 'AUTO_CONVERGE'):
+        assert flags & getattr(libvirt, f'VIR_MIGRATE_{flag}'), flag
+    assert not flags & libvirt.VIR_MIGRATE_POSTCOPY
+    assert params[libvirt.VIR_MIGRATE_PARAM_URI] == 'tcp://10.0.0.2'
+    assert params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] == 50
+    assert params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] == ['vda']
+    assert "emulatorpin cpuset=\"4-7\"" in params[libvirt.VIR_MIGRATE_PARAM_DEST_XML]
+    # The timeout counts the disk as well as the memory.
+    disk_gib = facts['disk_gib']
+    assert plan.completion_timeout_s == pytest.approx(
+        800 * (8192 / 1024 + disk_gib), rel=1e-3)
+    assert numa  # imported for the facts' node list shape
+
+
+def test_policy_overrides_config(agent_conf):
+    plan = _plan(agent_conf, max_downtime_ms=50, allow_post_copy=True,
+                 timeout_action='post-copy', progress_timeout_seconds=7,
+                 completion_timeout_seconds_per_gib=4)
+    assert (plan.max_downtime_ms, plan.allow_post_copy, plan.timeout_action) == \
+        (50, True, 'post-copy')
+    assert plan.progress_timeout_s == 7 and plan.completion_timeout_s == pytest.approx(2.0)
+    default = _plan(agent_conf)
+    assert default.max_downtime_ms == agent_conf.estimator.max_downtime_ms
+    assert default.timeout_action == 'abort'
+
+
+@pytest.mark.parametrize('stats, paused, postcopy, phase', [
+    ({'type': libvirt.VIR_DOMAIN_JOB_NONE}, False, False, 'setup'),
+    ({'type': 2, 'memory_iteration': 0, 'data_processed': 0}, False, False, 'setup'),
+    ({'type': 2, 'memory_iteration': 0, 'disk_remaining': 5}, False, False, 'disk'),
+    ({'type': 2, 'memory_iteration': 3, 'data_processed': 1}, False, False, 'iterate 3'),
+    ({'type': 2, 'memory_iteration': 3}, True, False, 'complete'),
+    ({'type': 2, 'memory_iteration': 3}, False, True, 'post-copy'),
+])
+def test_phase(stats, paused, postcopy, phase):
+    assert migration.phase_of(stats, paused, postcopy) == phase
+
+
+def test_progress_fields_and_eta(agent_conf):
+    dom = ScriptedDomain([_stats(200, iteration=2, dirty_pages=2560, bps_mib=100)])
+    mon, job = _monitor(agent_conf, dom)
+    mon.tick()
+    p = job.progress
+    assert p['phase'] == 'iterate 2' and p['iteration'] == 2
+    assert p['remaining_mib'] == 200 and p['total_mib'] == 512 and p['mibps'] == 100
+    assert p['dirty_rate_mibps'] == 10.0
+    # 200 MiB at 100 MiB/s while 10 MiB/s are dirtied: 2 s + 0.2 s + ...
+    assert 2.0 < p['eta_seconds'] < 2.5
+    assert 'downtime %d' % agent_conf.estimator.max_downtime_ms in dom.calls
+    (cast,) = mon.notifier.named('migration_progress')
+    assert cast['migration_id'] == 'm1' and cast['progress'] is p
+
+
+def test_progress_timeout_aborts_when_remaining_stops_falling(agent_conf):
+    dom = ScriptedDomain([_stats(300), _stats(250), _stats(260)])
+    mon, job = _monitor(agent_conf, dom, progress_timeout_seconds=1)
+    mon.tick()
+    mon.tick()
+    mon.tick()
+    assert 'abort' not in dom.calls
+    mon.best_at -= 2  # the last new low was 2 s ago
+    mon.tick()
+    assert dom.calls[-1] == 'abort'
+    assert job.stop_status == 'timed-out' and 'progress timeout' in job.stop_reason
+    assert mon.timed_out_by == 'progress'
+
+
+def test_completion_timeout_switches_to_post_copy_when_allowed(agent_conf):
+    dom = ScriptedDomain([_stats(300)])
+    mon, job = _monitor(agent_conf, dom, completion_timeout_seconds_per_gib=2,
+                        allow_post_copy=True, timeout_action='post-copy')
+    mon.tick()
+    job.started -= 5  # past 2 s/GiB x 0.5 GiB
+    mon.tick()
+    assert dom.calls[-1] == 'postcopy' and job.postcopy_started
+    assert job.stop_status is None
+    mon.tick()
+    assert job.progress['phase'] == 'post-copy'
+    assert 'abort' not in dom.calls  # post-copy is never aborted
+
+
+def test_post_copy_action_without_policy_permission_aborts(agent_conf):
+    dom = ScriptedDomain([_stats(300)])
+    mon, job = _monitor(agent_conf, dom, completion_timeout_seconds_per_gib=2,
+                        timeout_action='post-copy')
+    job.started -= 5
+    mon.tick()
+    assert dom.calls[-1] == 'abort' and job.stop_status == 'timed-out'
+
+
+def test_migrate_on_the_test_driver_fails_cleanly_and_reports(agent, notifier):
+    answer = agent.manager.migrate({}, migration_id='mig-1', instance=TEST_GUEST,
+                                   dest_host='other', dest_uri='qemu+tcp://127.0.0.1/system',
+                                   migrate_uri='tcp://127.0.0.1', dest_cpus='0-3',
+                                   policy={'max_downtime_ms': 100})
+    assert answer['started'] and answer['local_disks'] == ['vda']
+    deadline = time.monotonic() + 10
+    while not notifier.named('migration_finished') and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (finished,) = notifier.named('migration_finished')
+    result = finished['result']
+    assert finished['migration_id'] == 'mig-1'
+    assert result['status'] == 'failed' and 'not supported' in result['error']
+    job = agent.manager.get_job({}, instance=TEST_GUEST)
+    assert job['active'] is False and job['result']['status'] == 'failed'
+    assert agent.host.build()['active_jobs'] == []
