@@ -25,6 +25,9 @@ class Slot:
     dest: str
     links: tuple
     mibps: float
+    #: part of a drain/rebalance plan: its parallelism was chosen from link
+    #: room already, so the fixed-count limits do not apply (links still do)
+    planned: bool = False
 
 
 @dataclass
@@ -39,12 +42,13 @@ class Admission:
     def _blocker(self, slot: Slot) -> Optional[str]:
         sources = Counter(s.source for s in self.slots.values())
         dests = Counter(s.dest for s in self.slots.values())
-        if len(self.slots) >= self.max_total:
-            return f'{len(self.slots)} migrations running (max_concurrent_total)'
-        if sources[slot.source] >= self.max_per_source:
-            return f'{slot.source} already sends {sources[slot.source]} (per-source limit)'
-        if dests[slot.dest] >= self.max_per_dest:
-            return f'{slot.dest} already receives {dests[slot.dest]} (per-destination limit)'
+        if not slot.planned:
+            if len(self.slots) >= self.max_total:
+                return f'{len(self.slots)} migrations running (max_concurrent_total)'
+            if sources[slot.source] >= self.max_per_source:
+                return f'{slot.source} already sends {sources[slot.source]} (per-source limit)'
+            if dests[slot.dest] >= self.max_per_dest:
+                return f'{slot.dest} already receives {dests[slot.dest]} (per-destination limit)'
         for link in slot.links:
             used = sum(s.mibps for s in self.slots.values() if link in s.links)
             if used and used + slot.mibps > self.link_capacity_mibps(link) + 1e-6:

@@ -51,7 +51,7 @@ class ConductorManager:
             conf.conductor.max_concurrent_per_source, conf.conductor.max_concurrent_per_dest,
             conf.conductor.max_concurrent_total, self._link_capacity)
         self._topology: Optional[topo.Topology] = None
-        self.drains = None  # set by the drain executor (planner), when present
+        self._executors: dict = {}
 
     # -- shared context for workflows -----------------------------------------
     def snapshot(self, exclude_migration: Optional[str] = None
@@ -138,9 +138,15 @@ class ConductorManager:
                      rec['status'])
             self.start_workflow(rec['id'])
             resumed.append(rec['id'])
+        for drain in self.db.list_drains('running'):
+            LOG.info('resuming %s %s', drain['kind'], drain['id'][:8])
+            self.start_executor(drain['id'])
+            resumed.append(drain['id'])
         return resumed
 
     def stop(self) -> None:
+        for executor in self._executors.values():
+            executor.stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- RPC: from agents -----------------------------------------------------
@@ -189,10 +195,14 @@ class ConductorManager:
                                        topology).to_dict()
 
     def migrate(self, ctxt, instance: str, dest: Optional[str] = None,
-                policy: Optional[dict] = None, drain_id: Optional[str] = None) -> dict:
+                policy: Optional[dict] = None) -> dict:
         """Queue a migration and start its workflow; returns the record."""
-        instance = v.name('instance', instance)
-        dest = v.name('dest', dest) if dest is not None else None
+        return self.start_migration(v.name('instance', instance),
+                                    v.name('dest', dest) if dest is not None else None,
+                                    policy)
+
+    def start_migration(self, instance: str, dest: Optional[str], policy: Optional[dict],
+                        drain_id: Optional[str] = None) -> dict:
         policy_obj = v.policy(policy)
         inventory, _ = self.snapshot()
         inst = inventory.instances.get(instance)
@@ -226,6 +236,38 @@ class ConductorManager:
         self.db.update_migration(rec['id'], abort_requested=True)
         self.db.add_step(rec['id'], 'abort_requested', None, finished=True)
         return self.db.get_migration(rec['id'], steps=False)
+
+    # -- drains and rebalancing ----------------------------------------------
+    def start_executor(self, drain_id: str) -> None:
+        from kvmplace.conductor import drain as drain_exec
+        executor = drain_exec.DrainExecutor(self, drain_id)
+        self._executors[drain_id] = executor
+        threading.Thread(target=executor.run, name=f'drain-{drain_id[:8]}',
+                         daemon=True).start()
+
+    def drain(self, ctxt, host: str, dry_run: bool = False) -> dict:
+        from kvmplace.conductor import drain as drain_exec
+        host = v.name('host', host)
+        row = self.db.get_host(host)
+        if not dry_run and row.get('maintenance'):
+            running = [d for d in self.db.list_drains('running') if d['host'] == host]
+            if running:
+                raise KvmplaceError(f'host "{host}" is already draining (drain '
+                                    f'{running[0]["id"]})')
+        return drain_exec.start_drain(self, host, dry_run=bool(dry_run))
+
+    def rebalance(self, ctxt, threshold: float = 0.1, dry_run: bool = False) -> dict:
+        from kvmplace.conductor import drain as drain_exec
+        threshold = v.number('threshold', threshold, 0.0, 0.999)
+        return drain_exec.start_rebalance(self, threshold, dry_run=bool(dry_run))
+
+    def get_drain(self, ctxt, drain_id: str) -> dict:
+        record = self.db.get_drain(v.uuid('drain_id', drain_id))
+        record['migrations'] = self.db.list_migrations(drain_id=record['id'], limit=100000)
+        return record
+
+    def list_drains(self, ctxt, status: Optional[str] = None) -> list[dict]:
+        return self.db.list_drains(status)
 
     def list_hosts(self, ctxt) -> list[dict]:
         now = time.time()

@@ -187,8 +187,11 @@ class MigrationWorkflow:
         rec = self.set(dest=cand['host'], estimate=estimate, dest_cpus=answer.get('cpus'),
                        instance_uuid=guest.get('uuid'))
         path = topology.widest_path(instance.host, cand['host'])
-        slot = adm.Slot(self.mid, instance.host, cand['host'],
-                        path.links if path else (), float(estimate['bandwidth_mibps']))
+        cap = policy.bandwidth_cap_mibps
+        slot = adm.Slot(self.mid, instance.host, cand['host'], path.links if path else (),
+                        float(min(cap, estimate['bandwidth_mibps']) if cap
+                              else estimate['bandwidth_mibps']),
+                        planned=bool(rec.get('drain_id')))
         if self.ctx.admission.try_acquire(slot) is not None:
             sid = self.db.add_step(self.mid, 'admission', None, status='waiting')
             ok = self.ctx.admission.acquire(
@@ -226,8 +229,8 @@ class MigrationWorkflow:
         self.ctx.notify('start', self.record())
         self._wait_and_finish(sid, waiter)
 
-    def _wait_and_finish(self, sid: int, waiter: Waiter) -> None:
-        result = self._wait(waiter)
+    def _wait_and_finish(self, sid: int, waiter: Waiter, resumed: bool = False) -> None:
+        result = self._wait(waiter, resumed)
         status = result.get('status')
         self.set(result=result)
         if status == 'completed':
@@ -240,20 +243,29 @@ class MigrationWorkflow:
             f"migration {status}: {result.get('error') or 'no reason given'}"
         self._rollback(rec, reason)
 
-    def _wait(self, waiter: Waiter) -> dict:
-        """Wait for the agent's result; poll the agent when it goes quiet."""
+    def _wait(self, waiter: Waiter, resumed: bool = False) -> dict:
+        """Wait for the agent's result; poll the agent when it goes quiet.
+
+        After a conductor restart (``resumed``) the agent is asked at once:
+        casts sent while the conductor was down are lost, and a job that is
+        gone with the guest still on the source has failed for good.
+        """
         rec = self.record()
         interval = self.conf.conductor.monitor_interval_seconds
-        quiet_after = max(10.0, 3.0 * interval)
+        quiet_after = 3.0 * interval
+        if resumed:
+            waiter.last_heard -= quiet_after
         abort_sent = False
+        first = resumed
         while True:
-            if waiter.event.wait(interval):
+            if waiter.event.wait(0 if first else interval):
                 return waiter.result or {'status': 'failed', 'error': 'empty result'}
             if not abort_sent and self.abort_requested():
                 abort_sent = True
                 self.event('abort', rec['source'], message='abort requested')
                 _safe_call(lambda: self.agents.abort(self.rpc_ctxt, rec['source'],
                                                      instance=rec['instance']))
+            first = False
             silent = time.monotonic() - waiter.last_heard
             if silent >= quiet_after:
                 job = _safe_call(lambda: self.agents.get_job(
@@ -279,7 +291,7 @@ class MigrationWorkflow:
                 if where.get(rec['dest']) == 'running' and rec['source'] not in where:
                     return {'status': 'completed', 'error': None,
                             'note': 'job result lost; guest found running on destination'}
-                if silent >= quiet_after * 2:
+                if resumed or silent >= quiet_after * 2:
                     return {'status': 'failed',
                             'error': 'the source agent has no job for this migration'}
 
@@ -289,7 +301,7 @@ class MigrationWorkflow:
         sid = (rec.get('progress') or {}).get('step_id')
         if sid is None:
             sid = self.db.add_step(self.mid, 'migrate', rec['source'])
-        self._wait_and_finish(sid, waiter)
+        self._wait_and_finish(sid, waiter, resumed=True)
 
     def _verify(self, rec: dict) -> None:
         self.set(status='verifying')

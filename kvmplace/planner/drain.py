@@ -22,7 +22,7 @@ from kvmplace.planner import schedule
 def plan(scheduler, inventory: objects.Inventory, host: str,
          topology: Optional[topo.Topology] = None,
          policy: Optional[objects.Policy] = None,
-         reserve_fraction: float = 0.0, exclude: tuple = ()) -> dict:
+         reserve_fraction: float = 0.0, exclude: tuple = (), busy: tuple = ()) -> dict:
     """The drain plan of ``host`` (ARCHITECTURE "CLI", drain --dry-run)."""
     if host not in inventory.hosts:
         raise NotFound(f'unknown host "{host}"')
@@ -31,13 +31,13 @@ def plan(scheduler, inventory: objects.Inventory, host: str,
     topology = topology or topo.Topology.from_inventory(working)
     guests = sorted((g for g in working.instances_on(host) if g.name not in exclude),
                     key=lambda g: g.name)
-    if not guests:
+    if not guests and not exclude:
         raise KvmplaceError(f'nothing to do: host "{host}" has no guests')
     params = scheduler.params.with_policy(policy)
     moves, unplaced = candidate_moves(scheduler, working, topology, guests, policy)
     capacity = cap.Capacity(scheduler.conf, working)
     planner = schedule.Scheduler(working, topology, params, reserve_fraction)
-    planned, not_scheduled = planner.run(moves, capacity.fits, capacity.claim)
+    planned, not_scheduled = planner.run(moves, capacity.fits, capacity.claim, busy)
     uplink = uplink_mibps(topology, host, params, reserve_fraction)
     total_mib = sum(g.memory_mib + g.disk_mib for g in guests)
     moved_mib = sum(working_mem(inventory, p.instance) for p in planned)

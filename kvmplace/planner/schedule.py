@@ -50,6 +50,7 @@ class Planned:
     data_mib: float = 0.0
     pre_pin: Optional[dict] = None
     bandwidth_steps: list = field(default_factory=list)
+    solo_mibps: float = 0.0
 
     @property
     def end_seconds(self) -> float:
@@ -67,7 +68,8 @@ class Planned:
                 'bottleneck': self.bottleneck, 'converges': self.converges,
                 'data_mib': round(self.data_mib, 1), 'pre_pin': self.pre_pin,
                 'links': [list(link) for link in self.links],
-                'bandwidth_steps': self.bandwidth_steps}
+                'bandwidth_steps': self.bandwidth_steps,
+                'solo_mibps': round(self.solo_mibps, 2)}
 
 
 @dataclass
@@ -130,6 +132,26 @@ class _Running:
         return self.since + max(0.0, 1.0 - self.done) * self.duration_at(self.rate)
 
 
+class _Busy(_Running):
+    """A migration already running outside this plan: it holds its links
+    at its rate until its expected end, and is not part of the output."""
+
+    def __init__(self, name: str, links: tuple, mibps: float, until_seconds: float):
+        plan = Planned(name, '', '', 0.0, until_seconds, 0.0, mibps, 'busy', tuple(links))
+        self.plan = plan
+        self.solo = self.rate = mibps
+        self.until = max(0.0, until_seconds)
+        self.done = 0.0
+        self.since = 0.0
+        self.steps = []
+
+    def advance(self, now: float) -> None:
+        self.since = now
+
+    def end_time(self) -> float:
+        return self.until
+
+
 class Scheduler:
     """Event-driven list scheduling of moves over the topology.
 
@@ -172,18 +194,30 @@ class Scheduler:
     def _top_up(self, running: list[_Running], now: float) -> None:
         """Give freed room to running migrations, oldest first; never less."""
         for r in sorted(running, key=lambda r: (r.plan.start_seconds, r.plan.instance)):
+            if isinstance(r, _Busy):
+                continue
             extra = min(r.solo - r.rate, self.ledger.room(r.plan.links))
             if extra > 1e-9:
                 self.ledger.take(r.plan.links, extra)
                 r.set_rate(now, r.rate + extra)
 
     def run(self, moves: list[Move], fits: Callable[[objects.Instance, str], bool],
-            claim: Callable[[objects.Instance, str], None]) -> tuple[list[Planned], list[dict]]:
-        """Schedule ``moves``; ``fits``/``claim`` check and consume capacity."""
+            claim: Callable[[objects.Instance, str], None],
+            busy: tuple = ()) -> tuple[list[Planned], list[dict]]:
+        """Schedule ``moves``; ``fits``/``claim`` check and consume capacity.
+
+        ``busy`` lists migrations already under way as (name, links, MiB/s,
+        seconds left): a re-plan in the middle of a drain must leave them
+        their share of the links until they end.
+        """
         pending = sorted(moves, key=lambda m: (-m.solo_seconds, m.instance.name))
         finished: list[Planned] = []
         unplaced: list[dict] = []
         running: list[_Running] = []
+        for name, links, mibps, left in busy:
+            b = _Busy(name, tuple(tuple(link) for link in links), mibps, left)
+            self.ledger.take(b.plan.links, mibps)
+            running.append(b)
         now = 0.0
         while pending or running:
             for move in list(pending):
@@ -198,11 +232,14 @@ class Scheduler:
                     continue
                 plan, solo = best
                 claim(move.instance, plan.dest)
+                plan.solo_mibps = solo
                 r = _Running(plan, solo, move.instance, self.params)
                 r.set_rate(now, plan.bandwidth_mibps)
                 self.ledger.take(plan.links, r.rate)
                 running.append(r)
                 pending.remove(move)
+            if not any(not isinstance(r, _Busy) for r in running) and not pending:
+                break
             if not running:
                 for move in pending:
                     ok = [d for d in move.candidates if fits(move.instance, d)]
@@ -223,7 +260,8 @@ class Scheduler:
             for r in ended:
                 running.remove(r)
                 self.ledger.give(r.plan.links, r.rate)
-                finished.append(self._close(r, now))
+                if not isinstance(r, _Busy):
+                    finished.append(self._close(r, now))
             self._top_up(running, now)
         return finished, unplaced
 

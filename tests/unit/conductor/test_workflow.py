@@ -199,3 +199,46 @@ def test_link_capacity_limits_concurrency(conf, db):
     assert second['started_at'] >= first['finished_at'][:19] or \
         second['started_at'] >= [s for s in first['steps'] if s['name'] == 'migrate'][0][
             'finished_at']
+
+
+def test_drain_empties_the_host_and_sets_maintenance(conf, db):
+    cloud = fakes.FakeCloud({'h1': _host(mem=65536), 'h2': _host(mem=65536),
+                             'h3': _host(mem=65536, link=1000)})
+    for i in range(4):
+        cloud.add_guest(f'g{i}', 'h1', memory_mib=2048)
+    mgr, agents = make(conf, db, cloud, migrate_seconds=0.3)
+    # Agents report every few seconds in real life; here after each move.
+    drain = mgr.drain({}, 'h1')
+    deadline = time.monotonic() + 60
+    while True:
+        for name in cloud.hosts:
+            mgr.report_state({}, agents.get_host_state({}, name))
+        rec = mgr.get_drain({}, drain['id'])
+        if rec['status'] != 'running':
+            break
+        assert time.monotonic() < deadline, rec
+        time.sleep(0.2)
+    assert rec['status'] == 'completed', rec
+    assert all(g['host'] != 'h1' for g in cloud.guests.values())
+    assert db.get_host('h1')['maintenance'] is True
+    migs = rec['migrations']
+    assert sorted(m['instance'] for m in migs if m['status'] == 'completed') == \
+        ['g0', 'g1', 'g2', 'g3']
+    # Nobody was migrated twice.
+    assert len(migs) == 4
+    with pytest.raises(KvmplaceError, match='nothing to do'):
+        mgr.drain({}, 'h1', dry_run=True)
+
+
+def test_drain_of_unknown_or_draining_host_is_refused(conf, db, cloud):
+    mgr, _ = make(conf, db, cloud, hang=True)
+    with pytest.raises(NotFound):
+        mgr.drain({}, 'nope')
+    with pytest.raises(InvalidInput):
+        mgr.drain({}, 'bad name!')
+    first = mgr.drain({}, 'h1')
+    with pytest.raises(KvmplaceError, match='already draining'):
+        mgr.drain({}, 'h1')
+    for m in mgr.get_drain({}, first['id'])['migrations']:
+        mgr.abort_migration({}, m['id'])
+    mgr.stop()

@@ -1,0 +1,196 @@
+"""Execute drains and rebalances through the migration workflow.
+
+A drain puts its host in maintenance, plans every guest (planner/drain.py)
+and then *follows* the plan: whatever the current plan says starts now
+(start_seconds 0) is started, as an ordinary migration record with the
+planned destination. Whenever a migration ends - early, late or failed -
+the rest is re-planned from the live state, with the migrations still
+running holding their share of the links. So the schedule adapts to what
+really happens, and a conductor restart simply resumes following.
+
+A guest is never migrated twice by one drain: its record says which guests
+have a completed migration, and the re-plan only sees guests still on the
+host. A guest whose migration failed is retried once, then reported.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from kvmplace.conductor.db.api import FINAL_STATUSES
+from kvmplace.exception import KvmplaceError, NotFound
+from kvmplace.planner import drain as drain_plan
+from kvmplace.planner import rebalance as rebalance_plan
+
+LOG = logging.getLogger(__name__)
+
+MAX_TRIES = 2
+
+
+class DrainExecutor:
+    """Follows one drain (or rebalance) record until it ends."""
+
+    def __init__(self, ctx, drain_id: str, poll_seconds: float = 1.0):
+        self.ctx = ctx
+        self.db = ctx.db
+        self.drain_id = drain_id
+        self.poll = poll_seconds
+        self.stop = threading.Event()
+
+    # -- helpers --------------------------------------------------------------
+    def _migrations(self) -> list[dict]:
+        return self.db.list_migrations(drain_id=self.drain_id, limit=100000)
+
+    def _save(self, **fields) -> dict:
+        return self.db.update_drain(self.drain_id, **fields)
+
+    def _busy(self, running: list[dict], topology) -> list[tuple]:
+        busy = []
+        for m in running:
+            dest = m.get('dest') or m.get('requested_dest')
+            if not dest:
+                continue
+            path = topology.widest_path(m['source'], dest)
+            est = m.get('estimate') or {}
+            cap = (m.get('policy') or {}).get('bandwidth_cap_mibps')
+            mibps = float(cap or est.get('bandwidth_mibps') or 0.0)
+            prog = m.get('progress') or {}
+            left = prog.get('eta_seconds')
+            if left is None:
+                left = est.get('total_seconds') or 1.0
+            busy.append((m['instance'], path.links if path else (), mibps, float(left)))
+        return busy
+
+    # -- the loop -------------------------------------------------------------
+    def run(self) -> dict:
+        try:
+            record = self.db.get_drain(self.drain_id)
+            while not self.stop.is_set():
+                record = self.db.get_drain(self.drain_id)
+                if record['status'] != 'running':
+                    break
+                if self._tick(record):
+                    break
+                self.stop.wait(self.poll)
+        except Exception as exc:  # noqa: BLE001 - the drain record says why
+            LOG.exception('drain %s failed', self.drain_id[:8])
+            self._save(status='failed', error=str(exc).splitlines()[0])
+        return self.db.get_drain(self.drain_id)
+
+    def _tick(self, record: dict) -> bool:
+        """One look at the world; True when the drain has ended."""
+        migrations = self._migrations()
+        running = [m for m in migrations if m['status'] not in FINAL_STATUSES]
+        done = {m['instance'] for m in migrations if m['status'] == 'completed'}
+        tries: dict[str, int] = {}
+        last_error: dict[str, str] = {}
+        for m in migrations:
+            tries[m['instance']] = tries.get(m['instance'], 0) + 1
+            if m['status'] != 'completed' and m.get('error'):
+                last_error[m['instance']] = m['error']
+        plan = dict(record.get('plan') or {})
+        if record['kind'] == 'drain':
+            inventory, topology = self.ctx.snapshot()
+            host = record['host']
+            if host not in inventory.hosts:
+                raise NotFound(f'host "{host}" no longer reports')
+            on_host = [i.name for i in inventory.instances_on(host)]
+            busy_names = {m['instance'] for m in running}
+            gave_up = [n for n in on_host if n not in busy_names and tries.get(n, 0) >= MAX_TRIES]
+            exclude = tuple(busy_names | set(gave_up))
+            todo = [n for n in on_host if n not in exclude]
+            if not todo and not running:
+                unplaced = [{'instance': n, 'reason': last_error.get(n, 'migration failed')}
+                            for n in gave_up] + list(plan.get('unplaced_final') or [])
+                status = 'completed' if not on_host else 'failed'
+                self._save(status=status, plan={**plan, 'unplaced': unplaced,
+                                                'remaining': on_host, 'moved': sorted(done)},
+                           error=None if status == 'completed' else
+                           f'{len(on_host)} guests remain on {host}')
+                return True
+            new = drain_plan.plan(self.ctx.scheduler, inventory, host, topology,
+                                  reserve_fraction=self.ctx.conf.conductor.link_reserve_fraction,
+                                  exclude=exclude, busy=tuple(self._busy(running, topology)))
+            unplaceable = {u['instance'] for u in new['unplaced']}
+            if not running and todo and set(todo) <= unplaceable:
+                # Nothing can move and nothing runs: stop rather than spin.
+                self._save(status='failed', plan={**plan, 'unplaced': new['unplaced'],
+                                                  'remaining': on_host, 'moved': sorted(done)},
+                           error=f'{len(todo)} guests cannot be placed')
+                return True
+            starts = [m for m in new['migrations'] if m['start_seconds'] <= 1e-6]
+        else:
+            moves = plan.get('moves') or []
+            inventory, topology = self.ctx.snapshot()
+            pending = []
+            for mv in moves:
+                inst = inventory.instances.get(mv['instance'])
+                if mv['instance'] in done or inst is None or inst.host == mv['dest']:
+                    continue
+                if mv['instance'] in {m['instance'] for m in running}:
+                    continue
+                if tries.get(mv['instance'], 0) >= MAX_TRIES:
+                    continue
+                pending.append(mv)
+            if not pending and not running:
+                failed = [mv['instance'] for mv in moves if mv['instance'] not in done]
+                self._save(status='completed' if not failed else 'failed',
+                           plan={**plan, 'moved': sorted(done), 'remaining': failed},
+                           error=f'{len(failed)} moves failed' if failed else None)
+                return True
+            starts = pending[:max(0, self.ctx.conf.conductor.max_concurrent_total - len(running))]
+            new = plan
+        started = []
+        for m in starts:
+            try:
+                rec = self._start(m)
+                started.append(rec['id'])
+            except KvmplaceError as exc:
+                LOG.warning('drain %s: cannot start %s: %s', self.drain_id[:8], m['instance'],
+                            exc)
+        if record['kind'] == 'drain':
+            self._save(plan={**plan, 'current': new, 'moved': sorted(done),
+                             'running': sorted({m['instance'] for m in running}),
+                             'predicted_end_seconds': new['predicted_makespan_seconds'],
+                             'replanned_at': time.time()})
+        return False
+
+    def _start(self, planned: dict) -> dict:
+        policy = {}
+        steps = planned.get('bandwidth_steps') or []
+        if steps and planned.get('solo_mibps') and steps[0][1] < planned['solo_mibps'] - 0.5:
+            # It starts on a share of a link that other migrations of this
+            # drain use too: hold it to its planned share so they get theirs.
+            policy['bandwidth_cap_mibps'] = round(steps[0][1], 2)
+        return self.ctx.start_migration(planned['instance'], planned['dest'], policy,
+                                        drain_id=self.drain_id)
+
+
+def start_drain(ctx, host: str, dry_run: bool = False) -> dict:
+    """Plan (and unless dry_run, start) the drain of ``host``."""
+    inventory, topology = ctx.snapshot()
+    if host not in inventory.hosts:
+        raise NotFound(f'unknown host "{host}"')
+    plan = drain_plan.plan(ctx.scheduler, inventory, host, topology,
+                           reserve_fraction=ctx.conf.conductor.link_reserve_fraction)
+    if dry_run:
+        return plan
+    record = ctx.db.create_drain('drain', host, {'initial': plan})
+    ctx.db.set_maintenance(host, True, f'drain {record["id"]}')
+    ctx.start_executor(record['id'])
+    return ctx.db.get_drain(record['id'])
+
+
+def start_rebalance(ctx, threshold: float, dry_run: bool = False) -> dict:
+    inventory, topology = ctx.snapshot()
+    plan = rebalance_plan.plan(ctx.scheduler, inventory, threshold, topology,
+                               reserve_fraction=ctx.conf.conductor.link_reserve_fraction)
+    if dry_run:
+        return plan
+    if not plan['migrations']:
+        raise KvmplaceError('nothing to do: memory use is within the threshold and no guest '
+                            'sits on a slow-memory host')
+    moves = [{'instance': m['instance'], 'dest': m['dest']} for m in plan['migrations']]
+    record = ctx.db.create_drain('rebalance', None, {'initial': plan, 'moves': moves})
+    ctx.start_executor(record['id'])
+    return ctx.db.get_drain(record['id'])
