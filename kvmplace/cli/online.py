@@ -251,12 +251,95 @@ class HostsShow(base.Command):
 
 
 def drain(app, args) -> dict:
-    raise KvmplaceError('online drain is not available yet: use --dry-run --inventory FILE')
+    api = conductor(app)
+    if args.dry_run:
+        return call(api.drain, args.host, dry_run=True)
+    record = call(api.drain, args.host)
+    if args.wait:
+        record = follow_drain(app, api, record['id'], show=args.format == 'table')
+    return record
 
 
 def rebalance(app, args) -> dict:
-    raise KvmplaceError('online rebalance is not available yet: use --dry-run --inventory FILE')
+    api = conductor(app)
+    if args.dry_run:
+        return call(api.rebalance, threshold=args.threshold, dry_run=True)
+    record = call(api.rebalance, threshold=args.threshold)
+    if args.wait:
+        record = follow_drain(app, api, record['id'], show=args.format == 'table')
+    return record
+
+
+def follow_drain(app, api, drain_id: str, show: bool) -> dict:
+    """Per-guest progress bars and the drain's overall ETA, until it ends."""
+    if not show:
+        while True:
+            rec = call(api.get_drain, drain_id)
+            if rec['status'] != 'running':
+                return rec
+            time.sleep(1.0)
+    console = base.Console(file=app.stderr)
+    with Progress(TextColumn('[bold]{task.description}'), BarColumn(),
+                  TextColumn('{task.percentage:>3.0f}%'), TextColumn('{task.fields[info]}'),
+                  console=console) as bar:
+        overall = bar.add_task('drain', total=None, info='planning')
+        tasks: dict[str, int] = {}
+        start = time.monotonic()
+        while True:
+            rec = call(api.get_drain, drain_id)
+            migs = rec.get('migrations') or []
+            for m in migs:
+                key = m['id']
+                if key not in tasks:
+                    tasks[key] = bar.add_task(f"{m['instance']} -> {m.get('dest') or '?'}",
+                                              total=100, info=m['status'])
+                prog = m.get('progress') or {}
+                total, left = prog.get('total_mib'), prog.get('remaining_mib')
+                pct = 100.0 if m['status'] == 'completed' else (
+                    100.0 * (1 - left / total) if total and left is not None else 0.0)
+                info = m['status'] if m['status'] != 'migrating' else (
+                    f"{prog.get('phase', '')} {prog.get('mibps') or 0:.0f} MiB/s "
+                    f"ETA {base.fmt_seconds(prog['eta_seconds'])}"
+                    if prog.get('eta_seconds') is not None else prog.get('phase', 'migrating'))
+                bar.update(tasks[key], completed=pct, info=info,
+                           description=f"{m['instance']} -> {m.get('dest') or '?'}")
+            plan = rec.get('plan') or {}
+            done = sum(1 for m in migs if m['status'] == 'completed')
+            end = plan.get('predicted_end_seconds')
+            bar.update(overall, info=f"{done} moved, {len(plan.get('running') or [])} running"
+                       + (f", overall ETA {base.fmt_seconds(end)}" if end is not None else '')
+                       + f", {time.monotonic() - start:.0f} s elapsed")
+            if rec['status'] != 'running':
+                return rec
+            time.sleep(1.0)
 
 
 def render_drain(data: dict, console) -> None:
-    console.print_json(data=data)
+    if 'migrations' in data and 'status' not in data:
+        from kvmplace.cli import plan
+        plan.render_plan(data, console, 'Plan')
+        return
+    table = Table(title=f"{data.get('kind', 'drain').capitalize()} {data['id']}",
+                  show_header=False)
+    table.add_column('field', style='bold')
+    table.add_column('value')
+    for key in ('host', 'status', 'error', 'created_at', 'finished_at'):
+        if data.get(key):
+            table.add_row(key, str(data[key]))
+    console.print(table)
+    migs = data.get('migrations') or []
+    if migs:
+        mt = Table(title='Migrations')
+        for col in ('id', 'instance', 'dest', 'status', 'measured', 'predicted', 'error'):
+            mt.add_column(col)
+        for m in migs:
+            res = m.get('result') or {}
+            est = m.get('estimate') or {}
+            mt.add_row(m['id'][:8], m['instance'], m.get('dest') or '', m['status'],
+                       base.fmt_seconds(res['elapsed_seconds'])
+                       if res.get('elapsed_seconds') is not None else '',
+                       base.fmt_seconds(est['total_seconds']) if est else '',
+                       (m.get('error') or '')[:60])
+        console.print(mt)
+    for u in (data.get('plan') or {}).get('unplaced') or []:
+        console.print(f"[bold red]not moved[/] {u['instance']}: {u['reason']}")

@@ -84,7 +84,15 @@ class ConductorAPI:
         return self._call(ctxt, 'drain', host=host, dry_run=dry_run)
 
     def get_drain(self, ctxt, drain_id: str) -> dict:
+        """The drain or rebalance record with its plan and its migrations."""
         return self._call(ctxt, 'get_drain', drain_id=drain_id)
+
+    def list_drains(self, ctxt, status: Optional[str] = None) -> list:
+        return self._call(ctxt, 'list_drains', status=status)
+
+    def rebalance(self, ctxt, threshold: float = 0.1, dry_run: bool = False) -> dict:
+        """Rebalance the cluster: the plan (dry run) or the started record."""
+        return self._call(ctxt, 'rebalance', threshold=threshold, dry_run=dry_run)
 
     # -- casts from the agents ------------------------------------------------
     def report_state(self, ctxt, host_state: dict) -> None:
