@@ -271,6 +271,8 @@ def parse_text(text: str, source: str = 'inventory') -> Any:
     """Parse JSON, or YAML when it is not JSON."""
     try:
         return json.loads(text)
+    except RecursionError:
+        raise InvalidInput(source, 'is nested too deeply') from None
     except ValueError as json_exc:
         stripped = text.lstrip()
         if stripped.startswith(('{', '[')):
@@ -282,6 +284,14 @@ def parse_text(text: str, source: str = 'inventory') -> Any:
         mark = getattr(exc, 'problem_mark', None)
         where = f' at line {mark.line + 1}' if mark else ''
         raise InvalidInput(source, f'is neither JSON nor valid YAML{where}') from None
+    except RecursionError:
+        raise InvalidInput(source, 'is nested too deeply') from None
+    except Exception as exc:  # noqa: BLE001
+        # PyYAML's constructors let plain errors through for tagged or
+        # implicit values they cannot build ("2001-13-45", "!!int x", a bare
+        # "!!float"): ValueError, IndexError, AttributeError... Each means
+        # the text is not a YAML inventory, and must not become a traceback.
+        raise InvalidInput(source, f'is not valid YAML: {exc}') from None
 
 
 def load(path: str) -> objects.Inventory:
