@@ -149,7 +149,7 @@ def _make_host(index: int, link_mbps: int) -> dict:
 def _start_guests(state: dict, specs: list[guests.GuestSpec],
                   boot: image.BootImage | None) -> None:
     """Define and start guests, one thread per host (QEMU start-up overlaps)."""
-    import libvirt
+    libvirt = libvirt_module()
 
     uris = {h["name"]: h["libvirt_uri"] for h in state["hosts"]}
 
@@ -170,6 +170,18 @@ def _start_guests(state: dict, specs: list[guests.GuestSpec],
                 raise LabError(f"starting guests failed: {exc}") from None
 
 
+def libvirt_module():
+    """libvirt-python, with its default error handler silenced.
+
+    By default libvirt prints every error to stderr, even ones the caller
+    handles (a poll racing a finished migration); errors still raise.
+    """
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    return libvirt
+
+
 def status(live: bool = True) -> dict:
     """The lab's status; with ``live``, each guest's host is looked up on the
     hosts' libvirtds (guests move when tests or kvmplace migrate them)."""
@@ -184,7 +196,7 @@ def status(live: bool = True) -> dict:
 
 def locate_guests(state: dict) -> dict[str, str | None]:
     """Guest name -> the host where it is running now (None: nowhere)."""
-    import libvirt
+    libvirt = libvirt_module()
 
     found: dict[str, str | None] = {g["name"]: None for g in state.get("guests", [])}
     for host in state.get("hosts", []):
@@ -210,9 +222,7 @@ def host_record(name: str) -> dict:
 
 def connect(host: str):
     """A libvirt connection to a lab host, from the root namespace."""
-    import libvirt
-
-    return libvirt.open(host_record(host)["libvirt_uri"])
+    return libvirt_module().open(host_record(host)["libvirt_uri"])
 
 
 def slow_node(host: str, node: int, bandwidth_mibps: int | None) -> list[dict]:
