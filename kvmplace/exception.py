@@ -22,7 +22,13 @@ class InvalidInput(KvmplaceError):
     def __init__(self, field: str, problem: str):
         self.field = field
         self.problem = problem
-        super().__init__(f"{field}: {problem}" if field else problem)
+        # args stay (field, problem): oslo.messaging rebuilds a remote
+        # exception as ``cls(*args)``, so the caller gets InvalidInput with
+        # its field, not a RemoteError.
+        super().__init__(field, problem)
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.problem}" if self.field else str(self.problem)
 
 
 class NotFound(KvmplaceError):
