@@ -1,0 +1,185 @@
+"""``kvmplace doctor``: what is misconfigured or broken, one line each.
+
+Checks, in the order an operator would chase them: configuration and
+plugins, the database, the message broker (TCP, then AMQP login), the
+conductor, each agent's reports (stale or missing), the agents' clocks,
+and libvirt on each host (through its agent, and directly where a URI is
+given). Every check says ok or what is wrong and what to do.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from rich.table import Table
+
+from kvmplace.cli import base
+from kvmplace.exception import KvmplaceError
+
+CLOCK_SKEW_SECONDS = 5.0
+
+
+def _check(results: list, name: str, fn: Callable[[], str | None]) -> bool:
+    try:
+        problem = fn()
+    except KvmplaceError as exc:
+        problem = ' '.join(str(exc).split())[:240]
+    except Exception as exc:  # noqa: BLE001 - every failure is a finding
+        problem = f'{type(exc).__name__}: {" ".join(str(exc).split())[:200]}'
+    results.append({'check': name, 'ok': problem is None, 'detail': problem or 'ok'})
+    return problem is None
+
+
+class Doctor(base.Command):
+    """Tell what is misconfigured: broker, database, conductor, agents, clocks, libvirt."""
+
+    def add_arguments(self, parser):
+        parser.add_argument('--libvirt-uri', action='append', default=[], metavar='URI',
+                            help='also check this libvirt URI directly (repeatable)')
+        parser.add_argument('--timeout', type=float, default=5.0, metavar='SECONDS',
+                            help='per-check timeout (default 5)')
+        return parser
+
+    def compute(self, args):
+        conf = self.app.conf
+        results: list[dict] = []
+        _check(results, 'config', lambda: None if self.app.options.config_file else
+               'no --config-file given: using defaults only')
+
+        def plugins():
+            from kvmplace.scheduler import manager
+            manager.SchedulerManager(conf)
+            return None
+        _check(results, 'plugins', plugins)
+
+        def database():
+            import sqlalchemy as sa
+            from kvmplace.conductor.db import api
+            url = sa.engine.make_url(conf.database.connection)
+            if url.get_backend_name() == 'sqlite' and url.database not in (None, '', ':memory:'):
+                import os
+                if not os.path.exists(url.database):
+                    return (f'{url.database} does not exist (the conductor creates it; '
+                            'is this the conductor\'s configuration?)')
+            db = api.Database(conf.database.connection)
+            with db.session() as s:
+                s.execute(sa.text('SELECT 1'))
+            return None
+        _check(results, 'database', database)
+
+        from kvmplace import rpc
+        broker_ok = _check(results, 'broker', lambda: rpc.broker_problem(conf, args.timeout))
+        if broker_ok:
+            broker_ok = _check(results, 'broker-login', lambda: _amqp_login(conf, args.timeout))
+        hosts = None
+        if broker_ok:
+            from kvmplace.cli import online
+            api = None
+
+            def conductor():
+                nonlocal hosts, api
+                from kvmplace.conductor import rpcapi
+                api = rpcapi.ConductorAPI(conf=conf, timeout=max(1, int(args.timeout)))
+                try:
+                    hosts = online.call(api.list_hosts)
+                except KvmplaceError as exc:
+                    if 'did not answer' in str(exc):
+                        return ('no conductor answers on topic kvmplace-conductor: is '
+                                'kvmplace-conductor running with this transport_url?')
+                    raise
+                return None
+            _check(results, 'conductor', conductor)
+        if hosts is not None:
+            if not hosts:
+                results.append({'check': 'agents', 'ok': False,
+                                'detail': 'no agent has ever reported: start kvmplace-agent '
+                                          'on each compute host'})
+            for h in hosts:
+                _check(results, f'agent {h["name"]}', lambda h=h: None if h['up'] else (
+                    f'not reporting for {h["seconds_since_report"]:.0f} s (host_down_seconds '
+                    f'{conf.scheduler.host_down_seconds}): is kvmplace-agent running there?'
+                    if h['seconds_since_report'] is not None else 'never reported'))
+            from kvmplace.agent import rpcapi as agent_rpcapi
+            agents = agent_rpcapi.AgentAPI(conf=conf, timeout=max(1, int(args.timeout)))
+            for h in hosts:
+                if not h['up']:
+                    continue
+                _check(results, f'libvirt {h["name"]}', lambda h=h: _agent_libvirt(agents, h))
+                _check(results, f'clock {h["name"]}', lambda h=h: _clock(api, h))
+        for uri in args.libvirt_uri:
+            _check(results, f'libvirt {uri}', lambda uri=uri: _libvirt(uri))
+        return {'ok': all(r['ok'] for r in results), 'checks': results}
+
+    def exit_code(self, data) -> int:
+        return 0 if data['ok'] else 1
+
+    def render(self, data, console):
+        table = Table(title='kvmplace doctor')
+        table.add_column('check')
+        table.add_column('')
+        table.add_column('detail')
+        for r in data['checks']:
+            table.add_row(r['check'], '[green]ok[/]' if r['ok'] else '[bold red]FAIL[/]',
+                          '' if r['ok'] else r['detail'])
+        console.print(table)
+
+
+def _amqp_login(conf, timeout: float) -> str | None:
+    import kombu
+    import oslo_messaging as messaging
+    url = messaging.TransportURL.parse(conf, conf.transport_url)
+    host = url.hosts[0]
+    ssl = None
+    try:
+        if conf.oslo_messaging_rabbit.ssl:
+            ssl = True
+    except Exception:  # noqa: BLE001 - rabbit options not registered
+        ssl = None
+    conn = kombu.Connection(hostname=host.hostname, port=host.port or 5672,
+                            userid=host.username or 'guest', password=host.password or 'guest',
+                            virtual_host=url.virtual_host or '/', connect_timeout=timeout,
+                            ssl=ssl)
+    try:
+        conn.connect()
+    except Exception as exc:  # noqa: BLE001 - classify for the operator
+        text = str(exc)
+        if 'ACCESS_REFUSED' in text or 'auth' in text.lower():
+            return 'the broker refused the login in transport_url (user or password wrong)'
+        return f'AMQP handshake failed: {text.splitlines()[0][:150]}'
+    finally:
+        conn.release()
+    return None
+
+
+def _agent_libvirt(agents, host: dict) -> str | None:
+    state = agents.get_host_state({}, host['name'])
+    if not state.get('libvirt_uri'):
+        return 'the agent answers but reports no libvirt connection'
+    return None
+
+
+def _clock(api, host: dict) -> str | None:
+    from kvmplace.cli import online
+    detail = online.call(api.get_host, host['name'])
+    agent_time = (detail.get('state') or {}).get('reported_at')
+    if agent_time is None:
+        return None
+    received = time.time() - (detail.get('seconds_since_report') or 0.0)
+    skew = agent_time - received
+    if abs(skew) > CLOCK_SKEW_SECONDS:
+        return (f'clock differs from this machine by {skew:+.1f} s: fix NTP; host '
+                'liveness and migration times are judged by timestamps')
+    return None
+
+
+def _libvirt(uri: str) -> str | None:
+    import libvirt
+    try:
+        conn = libvirt.openReadOnly(uri)
+    except libvirt.libvirtError as exc:
+        return f'cannot connect: {str(exc).splitlines()[0]}'
+    try:
+        conn.getHostname()
+    finally:
+        conn.close()
+    return None
