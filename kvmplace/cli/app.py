@@ -30,6 +30,7 @@ class KvmplaceApp(cliff_app.App):
             command_manager=commandmanager.CommandManager(NAMESPACE),
             deferred_help=True)
         self.conf = None
+        self._config_error: KvmplaceError | None = None
 
     def build_option_parser(self, description, version, argparse_kwargs=None):
         parser = super().build_option_parser(description, version, argparse_kwargs)
@@ -37,6 +38,13 @@ class KvmplaceApp(cliff_app.App):
                             help='kvmplace configuration file (repeatable)')
         parser.add_argument('--rpc-timeout', type=int, default=30, metavar='SECONDS',
                             help='how long to wait for the conductor (default 30)')
+
+        def one_line_error(message):
+            # argparse would print the whole usage first.
+            sys.stderr.write(f'kvmplace: error: {message}\n')
+            sys.exit(2)
+
+        parser.error = one_line_error
         return parser
 
     def configure_logging(self):
@@ -59,7 +67,9 @@ class KvmplaceApp(cliff_app.App):
             conf([], project='kvmplace', default_config_files=self.options.config_file,
                  default_config_dirs=[])
         except (cfg.Error, OSError) as exc:
-            raise KvmplaceError(f'configuration: {exc}') from None
+            # Reported when the command runs, like every other error: cliff
+            # would log an exception raised here as "kvmplace: ERROR: ...".
+            self._config_error = KvmplaceError(f'configuration: {exc}')
         self.conf = conf
 
     def interact(self):
@@ -81,8 +91,12 @@ class KvmplaceApp(cliff_app.App):
             return super().run(argv)
         except KvmplaceError as exc:
             return self._fail(exc)
+        except SystemExit as exc:  # a global option's usage error, --help, --version
+            return exc.code if isinstance(exc.code, int) else 2
 
     def run_subcommand(self, argv):
+        if self._config_error is not None:
+            return self._fail(self._config_error)
         try:
             found = self.command_manager.find_command(argv)
         except ValueError:
