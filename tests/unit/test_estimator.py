@@ -14,7 +14,7 @@ import pytest
 from kvmplace import estimator
 from kvmplace import objects
 from kvmplace.scheduler import manager
-from tests.unit.builders import InventoryBuilder, numa
+from tests.unit.builders import numa
 
 MB = 1e6 / 2 ** 20
 """MiB in one MB: the seed note's figures are MB/s."""
