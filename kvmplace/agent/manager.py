@@ -262,4 +262,3 @@ class AgentManager:
         return {'ok': not problems, 'reason': '; '.join(problems) or None,
                 'affinity': affinity, 'qemu_pid': facts['qemu_pid'], 'uuid': facts['uuid'],
                 'state': facts['state'], 'emulator_node': facts['emulator_node']}
-

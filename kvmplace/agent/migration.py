@@ -337,10 +337,27 @@ class MigrationDriver:
             job.progress = {'migration_id': migration_id, 'instance': guest['name'],
                             'phase': 'setup', 'elapsed_seconds': 0.0}
             self._jobs[guest['name']] = job
-        flags, params = flags_and_params(dom, plan, self.conf)
-        monitor = Monitor(job, plan, dom, self.notifier, self.dirty_rates,
-                          self.conf.agent.progress_interval_seconds)
-        threading.Thread(target=self._run, args=(job, plan, dom, flags, params, monitor),
+        conns: list = []
+        try:
+            flags, params = flags_and_params(dom, plan, self.conf)
+            # Each migration gets connections of its own: a libvirt remote
+            # connection without an event loop stalls every other call on it
+            # while migrateToURI3 blocks (seen on the lab: the monitor and
+            # the host-state report hung for the whole migration).
+            conns.append(self._open())
+            conns.append(self._open())
+            mig_dom = conns[0].lookupByUUIDString(guest['uuid'])
+            monitor = Monitor(job, plan, conns[1].lookupByUUIDString(guest['uuid']),
+                              self.notifier, self.dirty_rates,
+                              self.conf.agent.progress_interval_seconds)
+        except Exception:
+            with self._lock:
+                self._jobs.pop(guest['name'], None)
+            for conn in conns:
+                conn.close()
+            raise
+        threading.Thread(target=self._run,
+                         args=(job, plan, mig_dom, flags, params, monitor, tuple(conns)),
                          name=f'migrate-{guest["name"]}', daemon=True).start()
         threading.Thread(target=monitor.run, name=f'monitor-{guest["name"]}',
                          daemon=True).start()
@@ -360,8 +377,11 @@ class MigrationDriver:
         except libvirt.libvirtError as exc:
             return False, exc.get_error_message()
 
+    def _open(self):
+        return libvirt.open(self.connection.uri)
+
     def _run(self, job: Job, plan: Plan, dom, flags: int, params: dict,
-             monitor: Monitor) -> None:
+             monitor: Monitor, conns: tuple = ()) -> None:
         error = None
         status = 'completed'
         try:
@@ -384,6 +404,11 @@ class MigrationDriver:
                             remaining_mib=0.0 if status == 'completed'
                             else job.progress.get('remaining_mib'))
         job.done.set()
+        for conn in conns:
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                pass
         if status == 'completed':
             self.notifier.migration_progress(job.migration_id, job.progress)
         self.notifier.migration_finished(job.migration_id, job.result)

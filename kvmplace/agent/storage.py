@@ -54,5 +54,3 @@ def ensure_pools(conn, disk_paths: list[str]) -> list[str]:
                                 f'{exc.get_error_message()}') from None
         names.append(pool.name())
     return names
-
-

@@ -138,10 +138,12 @@ def agent_command() -> list[str]:
 class AgentProcess:
     """A kvmplace-agent process started by a test, ended by its pid."""
 
-    def __init__(self, config_path: str, log_path: str):
+    def __init__(self, config_path: str | list[str], log_path: str):
         self.log_path = log_path
+        paths = [config_path] if isinstance(config_path, str) else config_path
+        argv = agent_command() + [arg for path in paths for arg in ('--config-file', path)]
         with open(log_path, 'ab') as log:
-            self.proc = subprocess.Popen(agent_command() + ['--config-file', config_path],
+            self.proc = subprocess.Popen(argv,
                                          stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
 

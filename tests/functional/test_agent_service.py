@@ -146,8 +146,8 @@ def test_dirty_rate_is_sampled_in_the_background(agent, guest):
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason='needs 2 CPUs')
-def test_pre_pin_moves_the_main_thread_between_nodes_and_restore_brings_it_back(agent,
-                                                                                 guest):
+def test_pre_pin_moves_the_main_thread_between_nodes_and_restore_brings_it_back(
+        agent, guest):
     api, host, pid = agent['api'], agent['host'], guest['pid']
     before = _main_thread_cpus(pid)
     vcpu_tids = [int(t) for t in os.listdir(f'/proc/{pid}/task') if int(t) != pid]

@@ -3,7 +3,6 @@ transport): method names and arguments of rpcapi.AgentAPI reach the
 endpoint, and InvalidInput comes back to the caller as InvalidInput."""
 from __future__ import annotations
 
-import oslo_messaging as messaging
 import importlib
 
 import pytest

@@ -79,9 +79,8 @@ def test_check_destination_fuzz(agent, instance, source_cpu_model):
        dest_cpus=st.none() | cpu_lists,
        policy=anything | st.dictionaries(st.sampled_from(sorted(v.POLICY_KEYS)), anything,
                                          max_size=3))
-def test_migrate_fuzz_never_starts_with_bad_arguments(agent, migration_id, instance,
-                                                     dest_host, dest_uri, migrate_uri,
-                                                     dest_cpus, policy):
+def test_migrate_fuzz_never_starts_with_bad_arguments(
+        agent, migration_id, instance, dest_host, dest_uri, migrate_uri, dest_cpus, policy):
     # Never let a fuzzed call start a real job on the shared test guest.
     if instance == TEST_GUEST and migration_id == 'm-1' and dest_host == 'h2':
         instance = 'nosuch'
