@@ -170,7 +170,15 @@ def test_post_copy_action_without_policy_permission_aborts(agent_conf):
     assert dom.calls[-1] == 'abort' and job.stop_status == 'timed-out'
 
 
-def test_migrate_on_the_test_driver_fails_cleanly_and_reports(agent, notifier):
+def test_migrate_on_the_test_driver_fails_cleanly_and_reports(agent, notifier, monkeypatch):
+    opened = []
+    real_open = agent.driver._open
+
+    def spy_open():
+        conn = real_open()
+        opened.append(conn)
+        return conn
+    monkeypatch.setattr(agent.driver, '_open', spy_open)
     answer = agent.manager.migrate({}, migration_id='mig-1', instance=TEST_GUEST,
                                    dest_host='other', dest_uri='qemu+tcp://127.0.0.1/system',
                                    migrate_uri='tcp://127.0.0.1', dest_cpus='0-3',
@@ -186,3 +194,17 @@ def test_migrate_on_the_test_driver_fails_cleanly_and_reports(agent, notifier):
     job = agent.manager.get_job({}, instance=TEST_GUEST)
     assert job['active'] is False and job['result']['status'] == 'failed'
     assert agent.host.build()['active_jobs'] == []
+    # The migrate call and its monitor ran on connections of their own (a
+    # blocked remote connection stalls every other call on it), since closed.
+    assert len(opened) == 2 and agent.connection.get() not in opened
+    wait = time.monotonic() + 5
+    while any(_alive(c) for c in opened) and time.monotonic() < wait:
+        time.sleep(0.05)
+    assert not any(_alive(c) for c in opened)
+
+
+def _alive(conn) -> bool:
+    try:
+        return bool(conn.isAlive())
+    except libvirt.libvirtError:
+        return False
