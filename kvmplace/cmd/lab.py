@@ -147,12 +147,15 @@ def _show(view: dict, fmt: str) -> None:
         console.print("No lab is up.")
         return
     hosts = Table(title="Hosts")
-    for column in ("name", "address", "link Mbit/s", "libvirt URI", "netns", "guests"):
-        hosts.add_column(column)
+    hosts.add_column("name", no_wrap=True)
+    hosts.add_column("address", no_wrap=True)
+    hosts.add_column("link Mbit/s", justify="right")
+    hosts.add_column("libvirt URI", no_wrap=True)
+    hosts.add_column("guests")
     for host in view["hosts"]:
         on_host = [g["name"] for g in view["guests"] if g["host"] == host["name"]]
         hosts.add_row(host["name"], host["address"], str(host["link_mbps"]),
-                      host["libvirt_uri"], host["netns"], ", ".join(on_host))
+                      host["libvirt_uri"], " ".join(on_host))
     console.print(hosts)
     guests = Table(title="Guests")
     for column in ("name", "host", "kind", "domain type", "memory MiB", "dirty MiB/s"):
@@ -164,9 +167,13 @@ def _show(view: dict, fmt: str) -> None:
     console.print(guests)
     console.print(f"broker: {view['broker_url']}")
     console.print(f"config: {view['config_file']}")
+    table = Table(title="Services")
+    for column in ("name", "state", "pid", "log / reason"):
+        table.add_column(column)
     for name, service in sorted(view["services"].items()):
-        detail = service.get("reason") or " ".join(service.get("command", []))
-        console.print(f"service {name}: {service.get('state')} ({detail})")
+        table.add_row(name, service.get("state", ""), str(service.get("pid") or "-"),
+                      service.get("reason") or service.get("log") or "")
+    console.print(table)
 
 
 def _numa_table(host: str, nodes: list[dict]) -> None:

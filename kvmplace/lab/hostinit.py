@@ -34,6 +34,10 @@ def main(argv: list[str]) -> int:
         os.makedirs(target, exist_ok=True)
         subprocess.run(["mount", "--bind", os.path.join(host_dir, sub), target],
                        check=True)
+    # Lab host names resolve inside every host (libvirt looks its own up).
+    hosts_file = os.path.join(host_dir, "hosts")
+    if os.path.exists(hosts_file):
+        subprocess.run(["mount", "--bind", hosts_file, "/etc/hosts"], check=True)
     socket.sethostname(hostname)
     subprocess.run(["virtlogd", "-d"], check=True)
     subprocess.run(["libvirtd", "-d", "--listen"], check=True)

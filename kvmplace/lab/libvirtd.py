@@ -27,8 +27,13 @@ _SKELETON = ("lib/qemu", "lib/images", "lib/boot", "lib/qemu/save", "lib/qemu/du
              "lib/qemu/snapshot", "lib/qemu/nvram", "log/qemu", "cache/qemu", "run")
 
 
-def prepare_host_dir(name: str, address: str) -> str:
-    """The host's private libvirt tree and configuration; returns host_uuid."""
+def prepare_host_dir(name: str, address: str,
+                     peers: dict[str, str] | None = None) -> str:
+    """The host's private libvirt tree and configuration; returns host_uuid.
+
+    ``peers`` (name -> address, this host included) becomes the host's
+    /etc/hosts, so lab host names resolve inside every host.
+    """
     base = labstate.host_dir(name)
     etc = os.path.join(base, "etc")
     if os.path.exists(etc):
@@ -39,6 +44,10 @@ def prepare_host_dir(name: str, address: str) -> str:
     shutil.rmtree(os.path.join(etc, "qemu", "networks", "autostart"), ignore_errors=True)
     for sub in _SKELETON:
         os.makedirs(os.path.join(base, sub), exist_ok=True)
+    with open(os.path.join(base, "hosts"), "w") as f:
+        f.write("127.0.0.1\tlocalhost\n::1\tlocalhost\n")
+        for peer, peer_address in sorted((peers or {name: address}).items()):
+            f.write(f"{peer_address}\t{peer}\n")
     host_uuid = str(uuid.uuid4())
     _append(os.path.join(etc, "libvirtd.conf"), {
         "listen_tls": 0,

@@ -72,7 +72,13 @@ def up(hosts: int = 3, links_mbps: list[int] | None = None, guests_count: int = 
         down()
 
     started = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def mark(step: str) -> None:
+        timings[step] = round(time.monotonic() - started, 2)
+
     state = labstate.empty_state()
+    state["timings_seconds"] = timings
     state["phase"] = "starting"
     os.makedirs(labstate.STATE_DIR, exist_ok=True)
     state["broker"] = broker.start(os.path.join(labstate.STATE_DIR, "rabbitmq.log"))
@@ -82,15 +88,19 @@ def up(hosts: int = 3, links_mbps: list[int] | None = None, guests_count: int = 
     boot = image.ensure_boot_image() if guests_count else None
     linux_type = _linux_domain_type(linux_accel, boot)
     firmware_type = "kvm" if image.kvm_available() else "qemu"
+    mark("images")
 
     progress(f"creating {hosts} hosts")
     netns.ensure_bridge()
+    peers = {labstate.host_name(i): labstate.host_address(i) for i in range(1, hosts + 1)}
     for index in range(1, hosts + 1):
-        state["hosts"].append(_make_host(index, links[(index - 1) % len(links)]))
+        state["hosts"].append(_make_host(index, links[(index - 1) % len(links)], peers))
         labstate.save(state)
+    mark("hosts_created")
     for host in state["hosts"]:
         libvirtd.wait_ready(host["address"])
         host.update({f"{d}_pid": pid for d, pid in libvirtd.daemon_pids(host["name"]).items()})
+    mark("libvirtd_ready")
     labstate.save(state)
 
     specs = guests.plan(guests_count, [h["name"] for h in state["hosts"]], dirty_rates,
@@ -104,10 +114,13 @@ def up(hosts: int = 3, links_mbps: list[int] | None = None, guests_count: int = 
         state["guests"] = [s.to_dict() for s in specs]
         labstate.save(state)
         _start_guests(state, specs, boot)
+        mark("guests_started")
         guests.wait_all_ready(specs, GUEST_BOOT_TIMEOUT)
+        mark("guests_ready")
 
     progress("waiting for RabbitMQ")
     broker.wait(state["broker"])
+    mark("broker_ready")
     state["config_file"] = services.write_config(state)
     if with_services:
         state["services"] = services.start(state)
@@ -133,13 +146,13 @@ def _linux_domain_type(accel: str, boot: image.BootImage | None) -> str:
     return "kvm" if image.linux_boots_under_kvm(boot) else "qemu"
 
 
-def _make_host(index: int, link_mbps: int) -> dict:
+def _make_host(index: int, link_mbps: int, peers: dict[str, str]) -> dict:
     name = labstate.host_name(index)
     address = labstate.host_address(index)
     veth = labstate.host_veth(name)
     netns.create_host_network(name, veth, address)
     netns.shape(name, veth, link_mbps)
-    host_uuid = libvirtd.prepare_host_dir(name, address)
+    host_uuid = libvirtd.prepare_host_dir(name, address, peers)
     libvirtd.start_host(name, name)
     return {"name": name, "address": address, "netns": name, "veth": veth,
             "link_mbps": link_mbps, "libvirt_uri": labstate.libvirt_uri(address),
@@ -255,6 +268,7 @@ def down(keep_broker: bool = False, progress: Progress = _quiet) -> None:
     # Everything a host runs (libvirtd, virtlogd, QEMU, agents) is inside its
     # network namespace; no need to ask libvirt to destroy guests one by one.
     pids = [pid for name in names for pid in pids_in_netns(netns.netns_path(name))]
+    pids += services.orphans()
     pids += [p for h in state.get("hosts", []) for p in
              (h.get("libvirtd_pid"), h.get("virtlogd_pid")) if p and _ours(p, h)]
     if pids:

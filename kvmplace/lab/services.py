@@ -167,5 +167,20 @@ def refresh(services: dict) -> dict:
     return services
 
 
+def orphans() -> list[int]:
+    """Service processes reading the lab's config, recorded or not (after a
+    crash the record may be gone; the command line still names the file)."""
+    found = []
+    needle = CONFIG_FILE.encode()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
 def stop(services: dict) -> None:
     kill_pids([e["pid"] for e in services.values() if e.get("pid")])

@@ -55,14 +55,37 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def _healthy_session_lab() -> dict | None:
+    """The lab that is up already, if it has this session's shape."""
+    from kvmplace.lab import manager
+    from kvmplace.lab import state as labstate
+
+    state = labstate.load()
+    if (state.get("phase") != "up"
+            or [h["link_mbps"] for h in state["hosts"]] != LINKS_MBPS
+            or len(state.get("guests", [])) != GUESTS):
+        return None
+    where = manager.locate_guests(state)
+    return state if all(where.values()) else None
+
+
 @pytest.fixture(scope="session")
 def lab():
-    """The session's lab, up; yields the recorded state (state.load())."""
+    """The session's lab, up; yields the recorded state (state.load()).
+
+    This machine is shared: a lab of the right shape that is already up is
+    reused (and left up); otherwise one is brought up (replacing any other
+    lab) and taken down at the end of the session.
+    """
     reason = lab_unavailable_reason()
     if reason:
         pytest.skip(reason)
     from kvmplace.lab import manager
 
+    existing = _healthy_session_lab()
+    if existing is not None:
+        yield existing
+        return
     started = time.monotonic()
     state = manager.up(hosts=HOSTS, links_mbps=LINKS_MBPS, guests_count=GUESTS,
                        recreate=True)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from kvmplace.lab import netns
+from kvmplace.lab import netns, services
 from kvmplace.lab import state as labstate
 from kvmplace.lab.system import pids_in_netns
 from tests.integration.conftest import GUESTS, HOSTS, LINKS_MBPS
@@ -48,11 +48,22 @@ def test_down_leaves_nothing_and_up_works_again(lab):
     assert labstate.load()["hosts"] == []
 
     started = time.monotonic()
-    state = manager.up(hosts=HOSTS, links_mbps=LINKS_MBPS, guests_count=GUESTS)
+    state = manager.up(hosts=HOSTS, links_mbps=LINKS_MBPS, guests_count=GUESTS,
+                       with_services=True)
     elapsed = time.monotonic() - started
-    print(f"up with {HOSTS} hosts and {GUESTS} guests: {elapsed:.1f} s")
+    print(f"up with {HOSTS} hosts and {GUESTS} guests: {elapsed:.1f} s "
+          f"(steps: {state['timings_seconds']})")
     assert elapsed <= UP_BUDGET_SECONDS
+    # One conductor and one agent per host, launched if their code exists.
+    assert set(state["services"]) == {"conductor"} | {f"agent@{h['name']}"
+                                                      for h in state["hosts"]}
+    assert all(s["state"] in ("running", "not-available")
+               for s in state["services"].values())
     assert len(state["hosts"]) == HOSTS and len(state["guests"]) == GUESTS
+    # Guests run where the record of this fresh up says, and nowhere else.
+    where = manager.locate_guests(state)
+    assert where == {g["name"]: g["host"] for g in state["guests"]}
+    assert sorted(set(where.values())) == [h["name"] for h in state["hosts"]]
     for host in state["hosts"]:
         assert pids_in_netns(netns.netns_path(host["netns"]))
         hostname = subprocess.run(["virsh", "-c", host["libvirt_uri"], "hostname"],
@@ -65,10 +76,15 @@ def test_down_leaves_nothing_and_up_works_again(lab):
 
 def test_down_after_half_finished_up(lab):
     """A crash mid-up (simulated: namespaces and a daemon, no guests, no
-    finished record) is still cleaned up completely."""
+    finished record) is still cleaned up completely; so are services whose
+    record was lost."""
     from kvmplace.lab import libvirtd, manager
 
+    os.remove(labstate.STATE_FILE)          # a crash lost the record
     manager.down()
+    assert services.orphans() == [], "service processes outlived down"
+    assert lab_processes() == []
+    assert netns.lab_netns_names() == []
     netns.ensure_bridge()
     name, address = labstate.host_name(1), labstate.host_address(1)
     netns.create_host_network(name, labstate.host_veth(name), address)
@@ -79,6 +95,7 @@ def test_down_after_half_finished_up(lab):
     manager.down()
     assert netns.lab_netns_names() == [] and not netns.link_exists(labstate.BRIDGE)
     assert lab_processes() == []
+    assert services.orphans() == []
     state = manager.up(hosts=HOSTS, links_mbps=LINKS_MBPS, guests_count=GUESTS)
     lab.clear()
     lab.update(state)
