@@ -82,11 +82,12 @@ def bandwidth(path_mbps: float, source_health: float, dest_health: float,
     stream = params.stream_cap_mibps * params.multifd_connections
     best = objects.mbps_to_mibps(path_mbps) * params.link_efficiency * link_share
     label = 'link'
-    for name, value in (('stream', stream),
-                        ('source-numa', source_health * stream),
-                        ('dest-numa', dest_health * stream)):
-        if value < best:
-            best, label = value, name
+    if stream < best:
+        best, label = stream, 'stream'
+    if source_health * stream < best:
+        best, label = source_health * stream, 'source-numa'
+    if dest_health * stream < best:
+        best, label = dest_health * stream, 'dest-numa'
     cap = params.bandwidth_cap_mibps
     if cap and cap < best:
         best, label = cap, 'cap'
@@ -174,7 +175,7 @@ def source_nodes(instance: objects.Instance, source: objects.Host
     An unknown emulator node means the thread floats over every CPU, so the
     worst node is what the migration may get: that is what pre-pinning fixes.
     The answer depends on the source only, so a scheduler asks once per
-    request and passes it to :func:`estimate_from` for every destination.
+    request, not once per destination.
     """
     if not source.numa:
         return 1.0, None
@@ -192,30 +193,40 @@ def dest_health(instance: objects.Instance, dest: objects.Host) -> float:
     return node.health if node is not None else 1.0
 
 
-def estimate(instance: objects.Instance, source: objects.Host, dest: objects.Host,
-             path_mbps: float, params: ModelParams, link_share: float = 1.0
-             ) -> objects.Estimate:
-    """Predict migrating ``instance`` from ``source`` to ``dest``."""
-    return estimate_from(instance, source_nodes(instance, source),
-                         dest_health(instance, dest), path_mbps, params, link_share)
+Rates = tuple[float, str, Optional[float]]
+"""(MiB/s, bottleneck) of a migration, and its MiB/s without pre-pinning."""
 
 
-def estimate_from(instance: objects.Instance,
-                  source: tuple[float, Optional[objects.NumaNode]],
-                  dest_health: float, path_mbps: float, params: ModelParams,
-                  link_share: float = 1.0) -> objects.Estimate:
-    """:func:`estimate` from what it depends on: ``source`` is what
-    :func:`source_nodes` returns, ``dest_health`` the health of the
-    destination node that will carry QEMU's main thread."""
+def rates(source: tuple[float, Optional[objects.NumaNode]], dest_health: float,
+          path_mbps: float, params: ModelParams, link_share: float = 1.0) -> Rates:
+    """The bandwidths an estimate depends on.
+
+    ``source`` is what :func:`source_nodes` returns. The first two values
+    are the bandwidth and bottleneck with the emulator thread on the better
+    source node (on its current node when none is better); the third is the
+    bandwidth where it is now, None when pre-pinning would not help. Many
+    destinations share the same rates (whenever their NUMA node is not the
+    bottleneck), which is what a scheduler memoizes :func:`estimate_at` on.
+    """
     current_health, better = source
     src_health = better.health if better else current_health
     mibps, label = bandwidth(path_mbps, src_health, dest_health, params, link_share)
+    slow_mibps = None
+    if better is not None:
+        slow_mibps, _ = bandwidth(path_mbps, current_health, dest_health, params, link_share)
+    return mibps, label, slow_mibps
+
+
+def estimate_at(instance: objects.Instance, source: tuple[float, Optional[objects.NumaNode]],
+                rates: Rates, params: ModelParams) -> objects.Estimate:
+    """Predict a migration of ``instance`` running at the given :func:`rates`."""
+    _, better = source
+    mibps, label, slow_mibps = rates
     run = precopy(instance.memory_mib, instance.dirty_rate_mibps, mibps, params,
                   instance.disk_mib)
     pre_pin = without = None
     if better is not None:
         pre_pin = {'node': better.id, 'cpus': better.cpus}
-        slow_mibps, _ = bandwidth(path_mbps, current_health, dest_health, params, link_share)
         slow = precopy(instance.memory_mib, instance.dirty_rate_mibps, slow_mibps, params,
                        instance.disk_mib)
         without = {'bandwidth_mibps': round(slow_mibps, 2),
@@ -226,6 +237,16 @@ def estimate_from(instance: objects.Instance,
         data_mib=round(run.data_mib, 1), total_seconds=round(run.total_seconds, 3),
         downtime_ms=round(run.downtime_ms, 1), converges=run.converges,
         pre_pin=pre_pin, without_pre_pin=without, mode=run.mode)
+
+
+def estimate(instance: objects.Instance, source: objects.Host, dest: objects.Host,
+             path_mbps: float, params: ModelParams, link_share: float = 1.0
+             ) -> objects.Estimate:
+    """Predict migrating ``instance`` from ``source`` to ``dest``."""
+    src = source_nodes(instance, source)
+    return estimate_at(instance, src,
+                       rates(src, dest_health(instance, dest), path_mbps, params, link_share),
+                       params)
 
 
 def eta_seconds(remaining_mib: float, dirty_rate_mibps: float, bandwidth_mibps: float,

@@ -5,7 +5,7 @@ and shared between them - the widest paths from the source, the source's
 NUMA nodes, each host's destination node, the migration estimate for a
 host - is computed here once per request and memoized, so a ten-thousand
 host request picks each host's node once and runs the pre-copy model only
-once per distinct (path rate, destination NUMA health) pair. Memos are keyed
+once per distinct set of bandwidths (see estimator.rates). Memos are keyed
 by host name and live as long as the spec (one request): host states are
 never assumed to stay the same from one request to the next.
 """
@@ -44,7 +44,7 @@ class RequestSpec:
         self._source = estimator.source_nodes(instance, source)
         self._dest_health: dict[str, float] = {}
         self._host_estimates: dict[str, objects.Estimate] = {}
-        self._estimates: dict[tuple[float, float], objects.Estimate] = {}
+        self._estimates: dict[estimator.Rates, objects.Estimate] = {}
 
     def path_mbps(self, host: objects.Host) -> float:
         return self._width.get(host.name, 0.0)
@@ -61,16 +61,18 @@ class RequestSpec:
         return health
 
     def estimate(self, host: objects.Host) -> objects.Estimate:
-        """The migration estimate to ``host``, memoized on what it depends on."""
+        """The migration estimate to ``host``, memoized on what it depends on.
+
+        An estimate depends on the destination only through the bandwidths
+        of :func:`estimator.rates`, so hosts with the same rates share one.
+        """
         est = self._host_estimates.get(host.name)
         if est is None:
-            path = self.path_mbps(host)
-            health = self.dest_health(host)
-            key = (path, health)
-            est = self._estimates.get(key)
+            rates = estimator.rates(self._source, self.dest_health(host),
+                                    self.path_mbps(host), self.params)
+            est = self._estimates.get(rates)
             if est is None:
-                est = estimator.estimate_from(self.instance, self._source, health, path,
-                                              self.params)
-                self._estimates[key] = est
+                est = estimator.estimate_at(self.instance, self._source, rates, self.params)
+                self._estimates[rates] = est
             self._host_estimates[host.name] = est
         return est
