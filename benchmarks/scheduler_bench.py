@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""Time one kvmplace ``select`` against Nova's filter and weigher handlers.
+
+    .venv/bin/python benchmarks/scheduler_bench.py --hosts 10000 --json
+
+Both sides work on the same synthetic cluster (``cluster.py``, generated
+from ``--seed`` and written to a temporary JSON file that both read):
+
+kvmplace
+    ``SchedulerManager.select(inventory, request)``, exactly what
+    ``kvmplace select`` and the conductor run for one request: the request
+    spec, the network topology graph and the widest paths from the source,
+    the nine default filters (with a reason for every rejected host), the
+    four default weighers with central normalization, a pre-copy migration
+    estimate for every host that reaches the convergence filter, and the
+    ranked result with its per-host explanation. Not timed: reading and
+    validating the inventory file, loading the plugins (service start-up).
+
+Nova
+    ``HostFilterHandler.get_filtered_objects`` then
+    ``HostWeightHandler.get_weighed_objects`` from the ``nova`` package,
+    run by ``nova_side.py`` in its own virtual environment on one
+    ``FakeHostState`` per host with the same RAM, vCPU and service state.
+    Not timed: building the host states (nova-scheduler keeps them between
+    requests), the Placement query that replaced Nova's RAM/CPU filters.
+
+The two run in separate processes and take turns (kvmplace first on even
+repetitions, Nova first on odd ones), one warm-up each, with a full garbage
+collection before every timed run. Medians (p50) and nearest-rank p95 are
+reported; ``speedup`` is nova_p50 / kvmplace_p50.
+
+The Nova virtual environment is created on first use (``pip install
+'nova>=34,<35'``, about a minute) in ``--nova-venv``, by default
+``$XDG_CACHE_HOME/kvmplace-bench/nova-venv`` (``~/.cache/...``).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import cluster  # noqa: E402  (benchmarks/cluster.py, standard library only)
+
+NOVA_REQUIREMENT = 'nova>=34,<35'
+NOVA_SIDE = os.path.join(HERE, 'nova_side.py')
+READY_MARKER = '.kvmplace-bench-ready'
+
+# Nova 34 has no RamFilter/CoreFilter/DiskFilter (removed in 19.0.0 Stein:
+# Placement checks capacity before the filters run) and no
+# AvailabilityZoneFilter (removed in 28.0.0 2023.2, a Placement pre-filter
+# now). These are the defaults of its [filter_scheduler] enabled_filters.
+NOVA_FILTERS = ['ComputeFilter', 'ComputeCapabilitiesFilter', 'ImagePropertiesFilter',
+                'ServerGroupAntiAffinityFilter', 'ServerGroupAffinityFilter']
+# Nova's default [filter_scheduler] weight_classes: every weigher it ships.
+NOVA_WEIGHERS = ['all']
+
+
+def _default_venv() -> str:
+    cache = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+    return os.path.join(cache, 'kvmplace-bench', 'nova-venv')
+
+
+def _say(message: str) -> None:
+    print(f'scheduler_bench: {message}', file=sys.stderr, flush=True)
+
+
+def ensure_nova_venv(path: str, requirement: str = NOVA_REQUIREMENT) -> str:
+    """The venv's python, after creating the venv if it is not ready."""
+    python = os.path.join(path, 'bin', 'python')
+    if os.path.exists(os.path.join(path, READY_MARKER)) and os.path.exists(python):
+        return python
+    if os.path.exists(path):
+        _say(f'{path} is incomplete; recreating it')
+        shutil.rmtree(path)
+    _say(f'no Nova virtual environment at {path}: creating it '
+         f'(pip install "{requirement}", about a minute)')
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    base = getattr(sys, '_base_executable', None) or sys.executable
+    subprocess.run([base, '-m', 'venv', path], check=True)
+    subprocess.run([python, '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check',
+                    requirement], check=True)
+    with open(os.path.join(path, READY_MARKER), 'w', encoding='utf-8') as f:
+        f.write(requirement + '\n')
+    _say(f'{path} ready')
+    return python
+
+
+class NovaSide:
+    """nova_side.py in the Nova venv: one timed pass per ``run()``."""
+
+    def __init__(self, python: str, cluster_path: str, filters: list[str],
+                 weighers: list[str], log_path: str):
+        self._log = open(log_path, 'w', encoding='utf-8')
+        self.proc = subprocess.Popen(
+            [python, NOVA_SIDE, '--cluster', cluster_path,
+             '--filters', ','.join(filters), '--weighers', ','.join(weighers)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+            text=True, bufsize=1)
+        self.log_path = log_path
+        self.info = self._read()
+        if not self.info.get('ready'):
+            raise RuntimeError(f'nova_side.py did not start: {self.info}')
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            self._log.flush()
+            with open(self.log_path, encoding='utf-8') as f:
+                tail = f.read()[-2000:]
+            raise RuntimeError(f'nova_side.py exited ({self.proc.returncode}):\n{tail}')
+        return json.loads(line)
+
+    def run(self) -> dict:
+        self.proc.stdin.write('run\n')
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write('quit\n')
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+class KvmplaceSide:
+    """A SchedulerManager with the default plugins and the parsed inventory."""
+
+    def __init__(self, data: dict):
+        from kvmplace import conf as kconf
+        from kvmplace import inventory
+        from kvmplace import objects
+        from kvmplace.scheduler import manager
+
+        self.now = data['now']
+        self.inventory = inventory.from_dict(data['inventory'])
+        self.conf = kconf.new_conf()
+        self.scheduler = manager.SchedulerManager(self.conf)
+        self.request = objects.MigrationRequest(instance=data['instance'])
+        self.filters = [f.name for f in self.scheduler.filters]
+        self.weighers = [w.name for w in self.scheduler.weighers]
+
+    def select(self) -> dict:
+        return self.scheduler.select(self.inventory, self.request, now=self.now)
+
+    def run(self) -> tuple[float, dict]:
+        gc.collect()
+        start = time.perf_counter()
+        result = self.select()
+        return (time.perf_counter() - start) * 1000.0, result
+
+    def topology_ms(self) -> float:
+        """Building the topology graph alone: a part of every select."""
+        from kvmplace import topology
+        gc.collect()
+        start = time.perf_counter()
+        topology.Topology.from_inventory(self.inventory)
+        return (time.perf_counter() - start) * 1000.0
+
+
+def p95(values: list[float]) -> float:
+    """Nearest-rank 95th percentile (the largest value when n < 20)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def _profile(side: KvmplaceSide) -> None:
+    import cProfile
+    import io
+    import pstats
+    prof = cProfile.Profile()
+    prof.runcall(side.select)
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats('tottime').print_stats(20)
+    print(out.getvalue(), file=sys.stderr)
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description='Time one kvmplace select against Nova\'s filter and weigher '
+                    'handlers on the same synthetic cluster.')
+    parser.add_argument('--hosts', type=int,
+                        help='cluster size (default 1000; 200 with --quick)')
+    parser.add_argument('--repeats', type=int,
+                        help='timed runs per side (default 11; 3 with --quick)')
+    parser.add_argument('--warmup', type=int, default=1, help='untimed runs per side first')
+    parser.add_argument('--seed', type=int, default=42, help='cluster seed (default 42)')
+    parser.add_argument('--quick', action='store_true',
+                        help='sanity run: 200 hosts, 3 repeats (unless given)')
+    parser.add_argument('--json', action='store_true', help='print only the JSON line')
+    parser.add_argument('--no-nova', action='store_true', help='time kvmplace alone')
+    parser.add_argument('--nova-venv', default=os.environ.get('KVMPLACE_BENCH_NOVA_VENV')
+                        or _default_venv(),
+                        help='Nova virtual environment, created when missing '
+                             '(default: $KVMPLACE_BENCH_NOVA_VENV or %(default)s)')
+    parser.add_argument('--nova-filters', default=','.join(NOVA_FILTERS),
+                        help='Nova filter classes (default: Nova\'s default enabled_filters)')
+    parser.add_argument('--nova-weighers', default=','.join(NOVA_WEIGHERS),
+                        help='Nova weigher classes, "all" = Nova\'s default weight_classes')
+    parser.add_argument('--keep-cluster', metavar='FILE',
+                        help='also write the cluster\'s inventory here (for kvmplace select '
+                             '--inventory FILE; the instance is "vm-bench")')
+    parser.add_argument('--profile', action='store_true',
+                        help='print a cProfile of one kvmplace select to stderr')
+    args = parser.parse_args(argv)
+    if args.hosts is None:
+        args.hosts = 200 if args.quick else 1000
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 11
+    if args.hosts < 2 or args.repeats < 1 or args.warmup < 0:
+        parser.error('need --hosts >= 2, --repeats >= 1, --warmup >= 0')
+    return args
+
+
+def main(argv=None) -> int:
+    args = _parse_args(argv)
+    workdir = tempfile.mkdtemp(prefix='kvmplace-bench-')
+    nova = None
+    try:
+        cluster_path = os.path.join(workdir, 'cluster.json')
+        data = cluster.write_cluster(cluster_path, args.hosts, args.seed)
+        if args.keep_cluster:
+            with open(args.keep_cluster, 'w', encoding='utf-8') as f:
+                json.dump(data['inventory'], f)
+        with open(cluster_path, encoding='utf-8') as f:
+            data = json.load(f)  # what the Nova side reads, number for number
+        kvm = KvmplaceSide(data)
+        if not args.no_nova:
+            python = ensure_nova_venv(args.nova_venv)
+            nova = NovaSide(python, cluster_path, args.nova_filters.split(','),
+                            args.nova_weighers.split(','),
+                            os.path.join(workdir, 'nova_side.log'))
+        if args.profile:
+            _profile(kvm)
+
+        for _ in range(args.warmup):
+            kvm.run()
+            if nova:
+                nova.run()
+        kvm_ms: list[float] = []
+        nova_ms: list[float] = []
+        result = nova_run = None
+        for rep in range(args.repeats):
+            order = ('kvm', 'nova') if rep % 2 == 0 else ('nova', 'kvm')
+            for side in order:
+                if side == 'kvm':
+                    ms, result = kvm.run()
+                    kvm_ms.append(ms)
+                elif nova:
+                    nova_run = nova.run()
+                    nova_ms.append(nova_run['ms'])
+
+        topo_ms = [kvm.topology_ms() for _ in range(args.repeats)]
+        ranked = result['ranked']
+        estimated = len(ranked) + sum(1 for r in result['rejected']
+                                      if r['filter'] == 'convergence')
+        out = {
+            'hosts': args.hosts,
+            'kvmplace_p50_ms': round(statistics.median(kvm_ms), 2),
+            'kvmplace_p95_ms': round(p95(kvm_ms), 2),
+            'nova_p50_ms': round(statistics.median(nova_ms), 2) if nova_ms else None,
+            'nova_p95_ms': round(p95(nova_ms), 2) if nova_ms else None,
+            'speedup': (round(statistics.median(nova_ms) / statistics.median(kvm_ms), 2)
+                        if nova_ms else None),
+            'repeats': args.repeats,
+            'seed': args.seed,
+            # included in kvmplace_p50_ms, measured on its own afterwards
+            'kvmplace_topology_build_p50_ms': round(statistics.median(topo_ms), 2),
+            'kvmplace_filters': kvm.filters,
+            'kvmplace_weighers': kvm.weighers,
+            'kvmplace_ranked': len(ranked),
+            'kvmplace_rejected': len(result['rejected']),
+            'kvmplace_estimated_hosts': estimated,
+            'nova_version': nova.info['nova_version'] if nova else None,
+            'nova_filters': nova.info['filters'] if nova else None,
+            'nova_weighers': nova.info['weighers'] if nova else None,
+            'nova_passed': nova_run['passed'] if nova_run else None,
+            'python': platform.python_version(),
+            'cpus': os.cpu_count(),
+        }
+        if not args.json:
+            print(f'{args.hosts} hosts, {args.repeats} runs each (p50 / p95 ms):')
+            print(f'  kvmplace select      {out["kvmplace_p50_ms"]:9.2f} / '
+                  f'{out["kvmplace_p95_ms"]:.2f}  ({out["kvmplace_ranked"]} ranked, '
+                  f'{out["kvmplace_rejected"]} rejected, '
+                  f'{out["kvmplace_estimated_hosts"]} estimated)')
+            if nova_ms:
+                print(f'  nova {out["nova_version"]} handlers {out["nova_p50_ms"]:9.2f} / '
+                      f'{out["nova_p95_ms"]:.2f}  ({out["nova_passed"]} passed)')
+                print(f'  speedup (nova p50 / kvmplace p50): {out["speedup"]}x')
+        print(json.dumps(out), flush=True)
+        return 0
+    finally:
+        if nova:
+            nova.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
