@@ -86,7 +86,8 @@ class Agent:
     def start(self) -> None:
         self.connection.get()  # fail early, with libvirt's reason, if unreachable
         self.server = rpc.get_server(rpc.AGENT_TOPIC, self.conf.agent.host,
-                                     [self.manager], conf=self.conf)
+                                     [manager.AgentEndpoint(self.manager)],
+                                     conf=self.conf)
         self.server.start()
         self.start_periodic()
         LOG.info('kvmplace-agent %s serving on topic %s (libvirt %s)', self.conf.agent.host,

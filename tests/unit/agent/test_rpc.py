@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 from kvmplace import rpc
-from kvmplace.agent import rpcapi
+from kvmplace.agent import manager, rpcapi
 from kvmplace.exception import InvalidInput
 from tests.unit.agent.conftest import TEST_GUEST
 
@@ -34,7 +34,8 @@ def _register_messaging_opts(conf) -> None:
 def served(agent, agent_conf):
     _register_messaging_opts(agent_conf)
     agent_conf.set_override('transport_url', 'fake://')
-    server = rpc.get_server(rpc.AGENT_TOPIC, 'unit-host', [agent.manager], conf=agent_conf)
+    server = rpc.get_server(rpc.AGENT_TOPIC, 'unit-host',
+                            [manager.AgentEndpoint(agent.manager)], conf=agent_conf)
     server.start()
     api = rpcapi.AgentAPI(conf=agent_conf, timeout=10)
     yield api
@@ -67,7 +68,9 @@ def test_bad_arguments_come_back_as_invalid_input(served):
 
 
 def test_every_contract_method_exists_on_the_endpoint(agent):
+    endpoint = manager.AgentEndpoint(agent.manager)
     for name in ('get_host_state', 'check_destination', 'pre_pin', 'restore_pin', 'migrate',
                  'get_job', 'abort', 'post_verify'):
         assert callable(getattr(agent.manager, name)), name
+        assert callable(getattr(endpoint, name)), name
         assert hasattr(rpcapi.AgentAPI, name), name
