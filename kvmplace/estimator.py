@@ -225,7 +225,9 @@ def estimate_at(instance: objects.Instance, source: tuple[float, Optional[object
     run = precopy(instance.memory_mib, instance.dirty_rate_mibps, mibps, params,
                   instance.disk_mib)
     pre_pin = without = None
-    if better is not None:
+    # Advise pre-pinning only where it changes the outcome: on a link-bound
+    # path a slow source node does not matter.
+    if better is not None and slow_mibps < mibps - 1e-9:
         pre_pin = {'node': better.id, 'cpus': better.cpus}
         slow = precopy(instance.memory_mib, instance.dirty_rate_mibps, slow_mibps, params,
                        instance.disk_mib)

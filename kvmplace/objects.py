@@ -8,6 +8,7 @@ their arguments, which keeps the scheduler's hot path cheap.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -67,6 +68,21 @@ def format_cpu_list(cpus) -> str:
         out.append(str(ids[i]) if i == j else f'{ids[i]}-{ids[j]}')
         i = j + 1
     return ','.join(out)
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None.
+
+    JSON has no Infinity or NaN; an unreachable host's infinite migration
+    time goes out as null, so every consumer can parse what we print.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
 
 class _Dict:

@@ -40,10 +40,11 @@ def get_client(topic: str, version: str, conf: cfg.ConfigOpts = cfg.CONF,
 
 def get_server(topic: str, server: str, endpoints: list, conf: cfg.ConfigOpts = cfg.CONF
                ) -> messaging.MessageHandlingServer:
-    """An RPC server with the threading executor (eventlet is deprecated)."""
+    """An RPC server. oslo.messaging picks the threading executor by itself
+    when eventlet has not monkey-patched the process (we never do); passing
+    ``executor`` is deprecated."""
     target = messaging.Target(topic=topic, server=server)
-    return messaging.get_rpc_server(get_transport(conf), target, endpoints,
-                                    executor='threading')
+    return messaging.get_rpc_server(get_transport(conf), target, endpoints)
 
 
 def broker_problem(conf: cfg.ConfigOpts = cfg.CONF, timeout: float = 2.0) -> str | None:

@@ -39,7 +39,8 @@ class Command(command.Command):
     def take_action(self, parsed_args) -> int:
         data = self.compute(parsed_args)
         if parsed_args.format == 'json':
-            self.app.stdout.write(json.dumps(data, indent=2, default=_jsonable) + '\n')
+            self.app.stdout.write(json.dumps(objects.plain(json.loads(json.dumps(
+                data, default=_jsonable))), indent=2, allow_nan=False) + '\n')
         else:
             self.render(data, self.console())
         return self.exit_code(data)

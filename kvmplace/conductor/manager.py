@@ -186,13 +186,13 @@ class ConductorManager:
             force_hosts=v.names('force_hosts', force_hosts),
             ignore_hosts=v.names('ignore_hosts', ignore_hosts))
         inventory, topology = self.snapshot()
-        return self.scheduler.select(inventory, request, topology)
+        return objects.plain(self.scheduler.select(inventory, request, topology))
 
     def estimate(self, ctxt, instance: str, dest: str, policy: Optional[dict] = None) -> dict:
         inventory, topology = self.snapshot()
-        return self.scheduler.estimate(inventory, v.name('instance', instance),
-                                       v.name('dest', dest), v.policy(policy),
-                                       topology).to_dict()
+        return objects.plain(self.scheduler.estimate(
+            inventory, v.name('instance', instance), v.name('dest', dest), v.policy(policy),
+            topology).to_dict())
 
     def migrate(self, ctxt, instance: str, dest: Optional[str] = None,
                 policy: Optional[dict] = None) -> dict:
