@@ -57,10 +57,11 @@ NOVA_REQUIREMENT = 'nova>=34,<35'
 NOVA_SIDE = os.path.join(HERE, 'nova_side.py')
 READY_MARKER = '.kvmplace-bench-ready'
 
-# Nova 34 has no RamFilter/CoreFilter/DiskFilter (removed in 19.0.0 Stein:
-# Placement checks capacity before the filters run) and no
-# AvailabilityZoneFilter (removed in 28.0.0 2023.2, a Placement pre-filter
-# now). These are the defaults of its [filter_scheduler] enabled_filters.
+# Nova 34.0.0 ships no RamFilter/CoreFilter/DiskFilter nor their Aggregate*
+# variants (Placement checks capacity before the filters run) and no
+# AvailabilityZoneFilter (a Placement pre-filter now); checked in the
+# installed package. These are the defaults of its
+# [filter_scheduler] enabled_filters.
 NOVA_FILTERS = ['ComputeFilter', 'ComputeCapabilitiesFilter', 'ImagePropertiesFilter',
                 'ServerGroupAntiAffinityFilter', 'ServerGroupAffinityFilter']
 # Nova's default [filter_scheduler] weight_classes: every weigher it ships.
