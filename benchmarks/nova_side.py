@@ -58,7 +58,7 @@ def _load_nova():
     return conf, nova_objects, nova_version
 
 
-def _host_states(cluster, fakes, nova_objects):
+def _host_states(cluster, fakes):
     """One FakeHostState per host, the source left out (Nova's ignore_hosts)."""
     inventory = cluster['inventory']
     source = inventory['instances'][0]['host']
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
         return 2
     weigher_objs = [weigher_classes[n]() for n in weigher_names]
 
-    states = _host_states(cluster, fakes, nova_objects)
+    states = _host_states(cluster, fakes)
     spec = _request_spec(cluster, nova_objects)
     del cluster  # hold what nova-scheduler holds (host states), not the raw JSON
 

@@ -189,6 +189,21 @@ def p95(values: list[float]) -> float:
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
+def _keep(data: dict, path: str) -> None:
+    """Write the inventory for ``kvmplace select --inventory``, whose clock
+    is the real one: silent hosts stay silent (their age kept), the others
+    lose their timestamp (never stale). 60 s is [scheduler] host_down_seconds
+    by default."""
+    inv = json.loads(json.dumps(data['inventory']))
+    now = time.time()
+    for host in inv['hosts']:
+        age = data['now'] - host.pop('updated_at')
+        if age > 60:
+            host['updated_at'] = now - age
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(inv, f)
+
+
 def _profile(side: KvmplaceSide) -> None:
     import cProfile
     import io
@@ -245,8 +260,7 @@ def main(argv=None) -> int:
         cluster_path = os.path.join(workdir, 'cluster.json')
         data = cluster.write_cluster(cluster_path, args.hosts, args.seed)
         if args.keep_cluster:
-            with open(args.keep_cluster, 'w', encoding='utf-8') as f:
-                json.dump(data['inventory'], f)
+            _keep(data, args.keep_cluster)
         with open(cluster_path, encoding='utf-8') as f:
             data = json.load(f)  # what the Nova side reads, number for number
         kvm = KvmplaceSide(data)
