@@ -9,10 +9,13 @@ firmware-only guests. Everything the lab makes is recorded under
 
 Public API (for tests, the agent and the conductor)::
 
-    from kvmplace.lab import manager, state, numa
-    manager.up(hosts=3, links_mbps=[10000, 1000, 200], guests=4)
-    state.load()            # the status dict, as recorded
-    manager.status()        # the status dict, guest locations refreshed live
-    numa.set_bandwidth("lab-h1", 0, 3000)
+    from kvmplace.lab import manager, measure, numa, state
+    manager.up(hosts=3, links_mbps=[10000, 1000, 200], guests_count=4)
+    state.load()                  # the status dict as recorded (plus pids)
+    manager.status()              # the same, guest locations looked up live
+    manager.connect("lab-h1")     # libvirt connection to a lab host
+    manager.slow_node("lab-h1", 0, 3000)   # inject node 0's bandwidth
+    measure.migrate("lab-vm3", "lab-h2")   # plain libvirt migration + stats
+    measure.dirty_rate_mibps("lab-vm1")    # libvirt page-sampling, averaged
     manager.down()
 """

@@ -85,8 +85,34 @@ def start_host(name: str, netns: str) -> None:
 
 
 def wait_ready(address: str, timeout: float = 30) -> None:
+    """Wait until the host's libvirtd serves QEMU-driver calls.
+
+    An open port is not enough: libvirtd listens before its drivers have
+    finished initialising, and a guest defined in that window fails.
+    """
     wait_until(lambda: port_open(address, labstate.LIBVIRT_PORT), timeout,
                f"libvirtd at {address}:{labstate.LIBVIRT_PORT}")
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    uri = labstate.libvirt_uri(address)
+    last_error: list[str] = []
+
+    def serves() -> bool:
+        try:
+            conn = libvirt.open(uri)
+            try:
+                conn.listAllDomains()
+            finally:
+                conn.close()
+            return True
+        except libvirt.libvirtError as exc:
+            last_error[:] = [str(exc)]
+            return False
+    try:
+        wait_until(serves, timeout, f"libvirtd at {uri} to serve the QEMU driver", 0.1)
+    except LabError as exc:
+        raise LabError(f"{exc}: {last_error[0] if last_error else ''}") from None
 
 
 def daemon_pids(name: str) -> dict[str, int | None]:

@@ -71,6 +71,27 @@ def up(hosts: int = 3, links_mbps: list[int] | None = None, guests_count: int = 
         progress("taking the existing lab down")
         down()
 
+    try:
+        return _build(hosts, links, guests_count, with_services, dirty_rates, linux_accel,
+                      host_memory_mib, progress)
+    except LabError as exc:
+        _mark_failed()
+        raise LabError(f"{exc} (the lab is half up: `kvmplace-lab down` cleans up)") from None
+    except BaseException:
+        _mark_failed()
+        raise
+
+
+def _mark_failed() -> None:
+    state = labstate.load()
+    if state.get("phase") == "starting":
+        state["phase"] = "failed"
+        labstate.save(state)
+
+
+def _build(hosts: int, links: list[int], guests_count: int, with_services: bool,
+           dirty_rates: list[int] | None, linux_accel: str, host_memory_mib: int,
+           progress: Progress) -> dict:
     started = time.monotonic()
     timings: dict[str, float] = {}
 
