@@ -1,0 +1,266 @@
+"""End to end on the lab: the kvmplace CLI -> kvmplace-conductor -> one
+kvmplace-agent per lab host -> libvirt/QEMU, over real RabbitMQ.
+
+Every service is a real process on a private RabbitMQ vhost with its own
+SQLite database; results are checked against libvirt itself (where the
+guest runs, read through the lab) and /proc (the QEMU main thread's CPUs),
+never against what kvmplace says about itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kvmplace.agent import procfs
+from tests.functional.conftest import (AgentProcess, broker_url, wait_for)  # noqa: F401
+from tests.integration.test_agent_lab import shared_lab  # noqa: F401
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
+
+FINAL = ('completed', 'failed', 'aborted')
+
+
+def _bin(name: str) -> str:
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+class Stack:
+    """The conductor and the agents, and the CLI pointed at them."""
+
+    def __init__(self, lab, url: str, tmp):
+        from kvmplace.lab import services
+        self.lab = lab
+        self.tmp = tmp
+        self.config = tmp / 'stack.conf'
+        # The lab's own config (hosts, URIs, topology files), then ours:
+        # a private vhost, a fresh database, quick reports, the lab's links.
+        self.config.write_text('\n'.join([
+            '[DEFAULT]', f'transport_url = {url}', '',
+            '[database]', f'connection = sqlite:///{tmp}/kvmplace.sqlite', '',
+            '[conductor]', 'host = lab-conductor', 'monitor_interval_seconds = 1',
+            'rpc_call_timeout_seconds = 8', '',
+            '[scheduler]', 'host_down_seconds = 30', 'min_link_mbps = 100', '',
+            '[estimator]', 'link_efficiency = 0.95', 'stream_cap_mibps = 250', '',
+            '[agent]', 'report_interval_seconds = 2', 'probe_seconds_per_node = 0.1',
+            'probe_buffer_mib = 16', 'dirty_rate_interval_seconds = 600',
+            'progress_interval_seconds = 0.5', '']))
+        self.configs = [services.CONFIG_FILE, str(self.config)]
+        self.agents = {}
+        self.conductor = None
+        self.start_conductor()
+        for host in lab['hosts']:
+            name = host['name']
+            self.agents[name] = AgentProcess(
+                [services.CONFIG_FILE, services.agent_config_file(name), str(self.config)],
+                str(tmp / f'agent-{name}.log'))
+
+    def start_conductor(self) -> None:
+        argv = [_bin('kvmplace-conductor')]
+        for path in self.configs:
+            argv += ['--config-file', str(path)]
+        log = open(self.tmp / 'conductor.log', 'ab')
+        self.conductor = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+
+    def kill_conductor(self) -> None:
+        os.kill(self.conductor.pid, signal.SIGKILL)
+        self.conductor.wait(10)
+
+    def cli(self, *args, check: bool = True, timeout: float = 600) -> dict | list:
+        argv = [_bin('kvmplace')]
+        for path in self.configs:
+            argv += ['--config-file', str(path)]
+        argv += ['--rpc-timeout', '20', *args, '-f', 'json']
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        if check and out.returncode != 0:
+            raise AssertionError(f'{argv} failed ({out.returncode}): {out.stderr}\n'
+                                 f'conductor log:\n{self.log()[-3000:]}')
+        return json.loads(out.stdout) if out.stdout.strip() else {}
+
+    def log(self) -> str:
+        return (self.tmp / 'conductor.log').read_text(errors='replace')
+
+    def stop(self) -> None:
+        for agent in self.agents.values():
+            agent.stop()
+        if self.conductor and self.conductor.poll() is None:
+            self.conductor.terminate()
+            try:
+                self.conductor.wait(20)
+            except subprocess.TimeoutExpired:
+                self.conductor.kill()
+
+
+@pytest.fixture(scope='module')
+def stack(shared_lab, broker_url, tmp_path_factory):  # noqa: F811
+    s = Stack(shared_lab, broker_url, tmp_path_factory.mktemp('stack'))
+
+    def all_up():
+        try:
+            hosts = s.cli('hosts', 'list', check=False, timeout=60)
+        except json.JSONDecodeError:
+            return None
+        names = {h['name'] for h in hosts or [] if h['up']}
+        return names >= {h['name'] for h in shared_lab['hosts']}
+    try:
+        wait_for(all_up, 120, 'every lab host reporting through the conductor', 1.0)
+        yield s
+    finally:
+        s.stop()
+
+
+def where(guest: str) -> str:
+    from kvmplace.lab import measure
+    return measure.where(guest)
+
+
+def running_on(guest: str) -> list[str]:
+    """Every lab host where libvirt runs the guest (should be exactly one)."""
+    from kvmplace.lab import manager
+    from kvmplace.lab import state as labstate
+    found = []
+    for host in labstate.load()['hosts']:
+        conn = manager.connect(host['name'])
+        try:
+            try:
+                dom = conn.lookupByName(guest)
+            except Exception:  # noqa: BLE001 - not on this host
+                continue
+            if dom.isActive():
+                found.append(host['name'])
+        finally:
+            conn.close()
+    return found
+
+
+def qemu_main_cpus(guest: str) -> str:
+    pid = None
+    for name in os.listdir('/proc'):
+        if not name.isdigit():
+            continue
+        try:
+            cmd = open(f'/proc/{name}/cmdline', 'rb').read().split(b'\0')
+        except OSError:
+            continue
+        if cmd and b'qemu-system' in cmd[0] and f'guest={guest},'.encode() in b' '.join(cmd):
+            pid = int(name)
+    assert pid, f'no QEMU process for {guest}'
+    return procfs.thread_affinity(pid)
+
+
+def slowest_host(lab) -> str:
+    return min(lab['hosts'], key=lambda h: h['link_mbps'])['name']
+
+
+def test_migrate_wait_moves_the_guest_and_records_every_step(stack, shared_lab):  # noqa: F811
+    guest = 'lab-vm2'                     # firmware guest: quick under KVM
+    source = where(guest)
+    rec = stack.cli('migrate', guest, '--wait')
+    assert rec['status'] == 'completed', rec
+    assert rec['source'] == source and rec['dest'] != source
+    assert running_on(guest) == [rec['dest']]       # libvirt: there, and only there
+    shown = stack.cli('migrations', 'show', rec['id'][:8])
+    names = [s['name'] for s in shown['steps']]
+    for step in ('schedule', 'check_destination', 'pre_pin', 'migrate', 'post_verify'):
+        assert step in names, names
+        s = next(x for x in shown['steps'] if x['name'] == step)
+        assert s['status'] == 'ok' and s['started_at'] and s['finished_at'], s
+    assert names.index('check_destination') < names.index('pre_pin') < \
+        names.index('migrate') < names.index('post_verify')
+    # The destination's QEMU main thread runs on the CPUs the destination chose.
+    assert qemu_main_cpus(guest) == rec['dest_cpus']
+
+
+def test_to_forces_the_destination(stack, shared_lab):  # noqa: F811
+    guest = 'lab-vm2'
+    source = where(guest)
+    target = next(h['name'] for h in shared_lab['hosts']
+                  if h['name'] != source and h['name'] != slowest_host(shared_lab)) \
+        if source != slowest_host(shared_lab) else \
+        next(h['name'] for h in shared_lab['hosts'] if h['name'] != source)
+    rec = stack.cli('migrate', guest, '--to', target, '--wait')
+    assert rec['status'] == 'completed' and rec['dest'] == target
+    assert running_on(guest) == [target]
+
+
+def test_a_refused_precheck_moves_on_to_the_next_host(stack, shared_lab):  # noqa: F811
+    """The best destination's agent hangs (SIGSTOP): its check_destination
+    times out, and the conductor uses the next-ranked host."""
+    guest = 'lab-vm2'
+    ranked = stack.cli('select', guest)['ranked']
+    assert len(ranked) >= 2, ranked
+    first = ranked[0]['host']
+    agent = stack.agents[first].proc
+    os.kill(agent.pid, signal.SIGSTOP)
+    try:
+        rec = stack.cli('migrate', guest, '--wait')
+    finally:
+        os.kill(agent.pid, signal.SIGCONT)
+    assert rec['status'] == 'completed', rec
+    assert rec['dest'] == ranked[1]['host']
+    assert [a['host'] for a in rec['attempts']][:2] == [first, ranked[1]['host']]
+    assert rec['attempts'][0]['ok'] is False
+    assert running_on(guest) == [rec['dest']]
+
+
+def _start_slow_migration(stack, lab, guest: str) -> dict:
+    """Migrate a Linux guest over the slowest link (about 8 s for lab-vm3's
+    196 MiB at 200 Mbit/s), without waiting."""
+    source = where(guest)
+    slow = slowest_host(lab)
+    if source == slow:
+        # Move it off the slow host first so the next move crosses the slow link.
+        other = next(h['name'] for h in lab['hosts'] if h['name'] != slow)
+        assert stack.cli('migrate', guest, '--to', other, '--wait')['status'] == 'completed'
+    rec = stack.cli('migrate', guest, '--to', slow)
+
+    def copying():
+        status = stack.cli('migrations', 'show', rec['id'])['status']
+        assert status not in FINAL, stack.cli('migrations', 'show', rec['id'])
+        return status == 'migrating'
+    wait_for(copying, 60, 'the migration to start copying', 0.2)
+    return rec
+
+
+def test_abort_in_the_middle_keeps_the_guest_on_its_source(stack, shared_lab):  # noqa: F811
+    # lab-vm1 dirties 40 MiB/s: it cannot converge over 200 Mbit/s, and the
+    # scheduler rightly refuses that. lab-vm3 holds 128 MiB of live data.
+    guest = 'lab-vm3'
+    source_before = where(guest)
+    cpus_before = qemu_main_cpus(guest)
+    rec = _start_slow_migration(stack, shared_lab, guest)
+    source = rec['source']
+    if source != source_before:
+        cpus_before = qemu_main_cpus(guest)
+    wait_for(lambda: (stack.cli('migrations', 'show', rec['id']).get('pin') or None),
+             30, 'the pre-pin to be recorded', 0.2)
+    final = stack.cli('migrations', 'abort', rec['id'], '--wait')
+    assert final['status'] == 'aborted', final
+    assert running_on(guest) == [source]
+    assert qemu_main_cpus(guest) == cpus_before            # pinning restored
+    assert 'restore_pin' in [s['name'] for s in final['steps']]
+
+
+def test_kill_9_of_the_conductor_mid_migration(stack, shared_lab):  # noqa: F811
+    guest = 'lab-vm3'
+    rec = _start_slow_migration(stack, shared_lab, guest)
+    stack.kill_conductor()
+    stack.start_conductor()
+    final = wait_for(lambda: (lambda r: r if r['status'] in FINAL else None)(
+        stack.cli('migrations', 'show', rec['id'], check=False, timeout=60) or
+        {'status': '?'}), 300, 'the record to reach a final state', 1.0)
+    hosts = running_on(guest)
+    assert len(hosts) == 1, hosts
+    # The record tells the truth about where the guest is.
+    if final['status'] == 'completed':
+        assert hosts == [final['dest']]
+    else:
+        assert hosts == [final['source']]
+    assert 'recovered' in [s['name'] for s in final['steps']]
