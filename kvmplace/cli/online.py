@@ -343,3 +343,17 @@ def render_drain(data: dict, console) -> None:
         console.print(mt)
     for u in (data.get('plan') or {}).get('unplaced') or []:
         console.print(f"[bold red]not moved[/] {u['instance']}: {u['reason']}")
+
+
+class HostsMaintenance(base.Command):
+    """Put a host in maintenance (no new placements) or take it out."""
+
+    def add_arguments(self, parser):
+        parser.add_argument('host')
+        parser.add_argument('state', choices=('on', 'off'))
+        parser.add_argument('--reason', help='shown in hosts list')
+        return parser
+
+    def compute(self, args):
+        return call(conductor(self.app).set_maintenance, args.host, args.state == 'on',
+                    reason=args.reason)

@@ -264,3 +264,40 @@ def test_kill_9_of_the_conductor_mid_migration(stack, shared_lab):  # noqa: F811
     else:
         assert hosts == [final['source']]
     assert 'recovered' in [s['name'] for s in final['steps']]
+
+
+def test_a_real_drain_empties_the_host(stack, shared_lab):  # noqa: F811
+    host = where('lab-vm1')
+    guests = [g['name'] for g in shared_lab['guests'] if running_on(g['name']) == [host]]
+    assert guests, 'the host to drain runs no guest'
+    try:
+        plan = stack.cli('drain', host, '--dry-run')
+        assert {m['instance'] for m in plan['migrations']} | \
+            {u['instance'] for u in plan['unplaced']} == set(guests)
+        rec = stack.cli('drain', host, '--wait')
+        assert rec['status'] == 'completed', rec
+        for guest in guests:
+            hosts = running_on(guest)
+            assert len(hosts) == 1 and hosts != [host], (guest, hosts)
+        assert stack.cli('hosts', 'show', host)['maintenance'] is True
+        done = {m['instance'] for m in rec['migrations'] if m['status'] == 'completed'}
+        assert done == set(guests)
+        assert all(m['dest'] != host for m in rec['migrations'])
+        # Nothing left to move: a second drain is refused in one line.
+        out = subprocess.run([_bin('kvmplace'), *sum((['--config-file', str(c)]
+                                                      for c in stack.configs), []),
+                              'drain', host], capture_output=True, text=True, timeout=120)
+        assert out.returncode != 0
+        assert out.stderr.startswith('kvmplace: error:') and out.stderr.count('\n') == 1
+        assert 'nothing to do' in out.stderr
+    finally:
+        stack.cli('hosts', 'maintenance', host, 'off')
+
+
+def test_drain_of_an_unknown_host_is_one_line(stack):
+    out = subprocess.run([_bin('kvmplace'), *sum((['--config-file', str(c)]
+                                                  for c in stack.configs), []),
+                          'drain', 'no-such-host'], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode != 0 and 'Traceback' not in out.stderr
+    assert out.stderr.strip() == 'kvmplace: error: unknown host "no-such-host"'
