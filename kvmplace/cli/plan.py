@@ -61,7 +61,10 @@ class Drain(base.Command):
                               _capacities(self.app, inventory))
             return result
         from kvmplace.cli import online
-        return online.drain(self.app, args)
+        result = online.drain(self.app, args)
+        if args.output and args.dry_run:
+            timeline.draw(result, args.output, f'Drain of {args.host}')
+        return result
 
     def render(self, data, console):
         if 'migrations' in data and 'status' not in data:
@@ -99,7 +102,10 @@ class Rebalance(base.Command):
                 timeline.draw(result, args.output, 'Rebalance', _capacities(self.app, inventory))
             return result
         from kvmplace.cli import online
-        return online.rebalance(self.app, args)
+        result = online.rebalance(self.app, args)
+        if args.output and args.dry_run:
+            timeline.draw(result, args.output, 'Rebalance')
+        return result
 
     def render(self, data, console):
         if 'before' in data:

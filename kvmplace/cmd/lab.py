@@ -142,7 +142,7 @@ def _show(view: dict, fmt: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(120, Console().width))
     if not view["hosts"]:
         console.print("No lab is up.")
         return
@@ -189,7 +189,7 @@ def _numa_table(host: str, nodes: list[dict]) -> None:
         table.add_row(str(node["id"]), node["cpus"], str(node["memory_mib"]),
                       str(node["bandwidth_mibps"]), str(node["baseline_mibps"]),
                       f"{health:.2f}")
-    Console().print(table)
+    Console(width=max(120, Console().width)).print(table)
 
 
 if __name__ == "__main__":
