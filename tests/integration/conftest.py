@@ -48,6 +48,10 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     reason = lab_unavailable_reason()
     if reason is None:
+        if any("lab" in item.keywords for item in items):
+            # One lab user at a time (benchmarks, other test sessions).
+            from kvmplace.lab import lock
+            lock.acquire("pytest")
         return
     skip = pytest.mark.skip(reason=reason)
     for item in items:
