@@ -39,6 +39,6 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ requirements.txt -nt "$s
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt \
     -r test-requirements.txt libvirt-python 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c "import kvmplace, libvirt, oslo_messaging" 
+  .venv/bin/python -W ignore -c "import kvmplace, libvirt, oslo_messaging"
   touch "$stamp"
 fi
