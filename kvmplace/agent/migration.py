@@ -81,6 +81,9 @@ class Job:
     stop_reason: Optional[str] = None
     done: threading.Event = field(default_factory=threading.Event)
     last_stats: dict = field(default_factory=dict)
+    peak: dict = field(default_factory=dict)
+    """Largest data/disk figures seen while polling: the destination's
+    completed statistics do not always carry the disk copy."""
 
     @property
     def active(self) -> bool:
@@ -213,6 +216,8 @@ class Monitor:
         self._apply_downtime(stats)
         if stats.get('type', _JOB_NONE) != _JOB_NONE:
             job.last_stats = stats
+            for key in ('data_processed', 'disk_processed', 'disk_total'):
+                job.peak[key] = max(job.peak.get(key, 0), stats.get(key) or 0)
             self.dirty_rates.from_job_stats(job.uuid, stats)
         paused = False
         try:
@@ -439,9 +444,9 @@ class MigrationDriver:
     def _result(self, job: Job, status: str, error: Optional[str], elapsed: float,
                 final: dict, monitor: Monitor) -> dict:
         stats = final if final.get('data_processed') else job.last_stats
-        data_mib = (stats.get('data_processed') or 0) / MIB
-        if not data_mib:
-            data_mib = float(job.progress.get('processed_mib') or 0.0)
+        data_mib = max(stats.get('data_processed') or 0,
+                       job.peak.get('data_processed', 0)) / MIB
+        disk_mib = max(final.get('disk_processed') or 0, job.peak.get('disk_processed', 0)) / MIB
         time_s = (final.get('time_elapsed') or 0) / 1000.0 or elapsed
         downtime = final.get('downtime')
         return {
@@ -453,7 +458,7 @@ class MigrationDriver:
             'data_mib': round(data_mib, 2),
             'mibps': round(data_mib / time_s, 2) if time_s > 0 else None,
             'iterations': int(stats.get('memory_iteration') or 0),
-            'disk_mib': round((stats.get('disk_processed') or 0) / MIB, 2),
+            'disk_mib': round(disk_mib, 2),
             'memory_mib': job.guest.get('memory_mib'),
             'postcopy': job.postcopy_started,
             'timed_out_by': monitor.timed_out_by if status == 'timed-out' else None,
