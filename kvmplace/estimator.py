@@ -71,16 +71,25 @@ class ModelParams:
 
 
 def bandwidth(path_mbps: float, source_health: float, dest_health: float,
-              params: ModelParams, link_share: float = 1.0) -> tuple[float, str]:
+              params: ModelParams, link_share: float = 1.0,
+              learned_mibps: Optional[float] = None) -> tuple[float, str]:
     """Effective MiB/s of one migration and what limits it.
 
     ``link_share`` is the fraction of the path this migration gets when
     others cross the same links at the same time (fair share). Ties go to
     the earlier label in BOTTLENECKS, so a healthy node (h = 1.0) never
     claims to be the bottleneck when the stream cap is.
+
+    ``learned_mibps``, when known, is what finished migrations measured on
+    this very path (see :func:`observed_mibps`): it replaces the nominal
+    rate x link efficiency as the link term, so a path that carries less
+    (or more) than the constants say is predicted from what it really did.
     """
     stream = params.stream_cap_mibps * params.multifd_connections
-    best = objects.mbps_to_mibps(path_mbps) * params.link_efficiency * link_share
+    if learned_mibps:
+        best = learned_mibps * link_share
+    else:
+        best = objects.mbps_to_mibps(path_mbps) * params.link_efficiency * link_share
     label = 'link'
     if stream < best:
         best, label = stream, 'stream'
@@ -193,12 +202,14 @@ def dest_health(instance: objects.Instance, dest: objects.Host) -> float:
     return node.health if node is not None else 1.0
 
 
-Rates = tuple[float, str, Optional[float]]
-"""(MiB/s, bottleneck) of a migration, and its MiB/s without pre-pinning."""
+Rates = tuple[float, str, Optional[float], bool]
+"""(MiB/s, bottleneck) of a migration, its MiB/s without pre-pinning, and
+whether the link term was learned from finished migrations."""
 
 
 def rates(source: tuple[float, Optional[objects.NumaNode]], dest_health: float,
-          path_mbps: float, params: ModelParams, link_share: float = 1.0) -> Rates:
+          path_mbps: float, params: ModelParams, link_share: float = 1.0,
+          learned_mibps: Optional[float] = None) -> Rates:
     """The bandwidths an estimate depends on.
 
     ``source`` is what :func:`source_nodes` returns. The first two values
@@ -210,18 +221,20 @@ def rates(source: tuple[float, Optional[objects.NumaNode]], dest_health: float,
     """
     current_health, better = source
     src_health = better.health if better else current_health
-    mibps, label = bandwidth(path_mbps, src_health, dest_health, params, link_share)
+    mibps, label = bandwidth(path_mbps, src_health, dest_health, params, link_share,
+                             learned_mibps)
     slow_mibps = None
     if better is not None:
-        slow_mibps, _ = bandwidth(path_mbps, current_health, dest_health, params, link_share)
-    return mibps, label, slow_mibps
+        slow_mibps, _ = bandwidth(path_mbps, current_health, dest_health, params, link_share,
+                                  learned_mibps)
+    return mibps, label, slow_mibps, bool(learned_mibps)
 
 
 def estimate_at(instance: objects.Instance, source: tuple[float, Optional[objects.NumaNode]],
                 rates: Rates, params: ModelParams) -> objects.Estimate:
     """Predict a migration of ``instance`` running at the given :func:`rates`."""
     _, better = source
-    mibps, label, slow_mibps = rates
+    mibps, label, slow_mibps, learned = rates
     run = precopy(instance.memory_mib, instance.dirty_rate_mibps, mibps, params,
                   instance.disk_mib)
     pre_pin = without = None
@@ -238,17 +251,46 @@ def estimate_at(instance: objects.Instance, source: tuple[float, Optional[object
         bandwidth_mibps=round(mibps, 2), bottleneck=label, rounds=run.rounds,
         data_mib=round(run.data_mib, 1), total_seconds=round(run.total_seconds, 3),
         downtime_ms=round(run.downtime_ms, 1), converges=run.converges,
-        pre_pin=pre_pin, without_pre_pin=without, mode=run.mode)
+        pre_pin=pre_pin, without_pre_pin=without, mode=run.mode, learned=learned)
 
 
 def estimate(instance: objects.Instance, source: objects.Host, dest: objects.Host,
-             path_mbps: float, params: ModelParams, link_share: float = 1.0
-             ) -> objects.Estimate:
+             path_mbps: float, params: ModelParams, link_share: float = 1.0,
+             learned_mibps: Optional[float] = None) -> objects.Estimate:
     """Predict migrating ``instance`` from ``source`` to ``dest``."""
     src = source_nodes(instance, source)
     return estimate_at(instance, src,
-                       rates(src, dest_health(instance, dest), path_mbps, params, link_share),
+                       rates(src, dest_health(instance, dest), path_mbps, params, link_share,
+                             learned_mibps),
                        params)
+
+
+def observed_mibps(data_mib: Optional[float], elapsed_seconds: Optional[float],
+                   params: ModelParams, min_data_mib: float = 16.0,
+                   min_transfer_seconds: float = 0.2) -> Optional[float]:
+    """The path's throughput as a finished migration measured it.
+
+    The same quantity as the model's bandwidth R: the data that crossed the
+    wire (every pre-copy round, as libvirt counts it) over the time spent
+    sending it, i.e. the elapsed time without the fixed costs the model adds
+    on its own (setup, switch-over). None when the run is too small to say
+    anything (a firmware guest that moves a few MiB in no time measures
+    connection set-up, not the path).
+    """
+    if not data_mib or not elapsed_seconds or data_mib < min_data_mib:
+        return None
+    transfer = (elapsed_seconds - params.setup_seconds
+                - params.switchover_overhead_ms / 1000.0)
+    if transfer < min_transfer_seconds:
+        return None
+    return data_mib / transfer
+
+
+def ewma(previous: Optional[float], sample: float, weight: float) -> float:
+    """Exponentially weighted mean: ``weight`` is the newest sample's share."""
+    if previous is None:
+        return sample
+    return weight * sample + (1.0 - weight) * previous
 
 
 def eta_seconds(remaining_mib: float, dirty_rate_mibps: float, bandwidth_mibps: float,

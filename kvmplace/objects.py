@@ -253,6 +253,9 @@ class Estimate(_Dict):
     pre_pin: Optional[dict] = None
     without_pre_pin: Optional[dict] = None
     mode: str = 'pre-copy'
+    #: The link term came from throughput measured on this path by finished
+    #: migrations, not from the nominal rate x link efficiency.
+    learned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         # Written out rather than dataclasses.asdict: the scheduler builds
@@ -266,7 +269,7 @@ class Estimate(_Dict):
                 'pre_pin': None if self.pre_pin is None else dict(self.pre_pin),
                 'without_pre_pin': (None if self.without_pre_pin is None
                                     else dict(self.without_pre_pin)),
-                'mode': self.mode}
+                'mode': self.mode, 'learned': self.learned}
 
 
 @dataclass(slots=True)
@@ -275,6 +278,9 @@ class Inventory:
     hosts: dict[str, Host]
     instances: dict[str, Instance]
     links: list[Link] = field(default_factory=list)
+    #: Learned effective MiB/s per (source, destination) path, from finished
+    #: migrations (the conductor's path_throughput table); empty offline.
+    path_rates: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {'hosts': [h.to_dict() for h in self.hosts.values()],

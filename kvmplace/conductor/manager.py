@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import oslo_messaging as messaging
 
+from kvmplace import estimator
 from kvmplace import objects
 from kvmplace import topology as topo
 from kvmplace.conductor import admission as adm
@@ -61,6 +62,8 @@ class ConductorManager:
         inventory = hoststate.build_inventory(self.db.list_hosts(), active,
                                               self.conf.scheduler.host_down_seconds,
                                               self.links)
+        if self.conf.estimator.learn_path_throughput:
+            inventory.path_rates = self.db.path_rates()
         topology = topo.Topology.from_inventory(inventory)
         self._topology = topology
         return inventory, topology
@@ -70,6 +73,37 @@ class ConductorManager:
         return (objects.mbps_to_mibps(topology.capacity_mbps(link))
                 * self.conf.estimator.link_efficiency
                 * (1.0 - self.conf.conductor.link_reserve_fraction))
+
+    def learn(self, rec: dict) -> Optional[dict]:
+        """Fold a completed migration's measured throughput into its path.
+
+        Called once the destination has verified the guest. Returns the
+        path's updated row (with ``observed_mibps``), or None when the
+        migration teaches nothing about the path: learning is off, it did
+        not complete in pre-copy, it was too small to measure, or a
+        bandwidth cap (a drain's planned share) set its pace rather than
+        the path.
+        """
+        if not self.conf.estimator.learn_path_throughput:
+            return None
+        result = rec.get('result') or {}
+        if result.get('status') != 'completed' or result.get('postcopy') or not rec.get('dest'):
+            return None
+        mibps = estimator.observed_mibps(result.get('data_mib'), result.get('elapsed_seconds'),
+                                         self.scheduler.params)
+        if mibps is None:
+            return None
+        cap = (rec.get('policy') or {}).get('bandwidth_cap_mibps')
+        if cap and mibps >= 0.85 * float(cap):
+            return None
+        try:
+            row = self.db.record_path_rate(rec['source'], rec['dest'], mibps,
+                                           self.conf.estimator.learning_weight, rec['id'])
+        except db_api.DatabaseError as exc:
+            LOG.warning('migration %s: path throughput not recorded: %s', rec['id'][:8], exc)
+            return None
+        row['observed_mibps'] = round(mibps, 2)
+        return row
 
     def guest_state(self, host: str, instance: str) -> Optional[dict]:
         try:

@@ -316,6 +316,15 @@ class MigrationWorkflow:
             self.set(status='failed', error=f"post_verify on {rec['dest']}: "
                      f"{answer.get('reason')}")
             return
+        # Learn before the record turns final, so that whoever waits for
+        # the final status also sees what this migration taught.
+        verified = self.record()
+        learned = self.ctx.learn(verified)
+        if learned:
+            self.event('learn', message=f"{verified['source']} -> {verified['dest']}: "
+                       f"observed {learned['observed_mibps']:.1f} MiB/s, path now "
+                       f"{learned['mibps']:.1f} MiB/s ({learned['samples']} migrations)",
+                       data=learned)
         self.set(status='completed', error=None)
 
     def _guest_field(self, rec: dict, name: str):

@@ -69,6 +69,18 @@ OPTS = [
         help='Fixed cost at the start of every migration (connection, '
              'destination QEMU start), in seconds. Calibrate from measured '
              'migrations.'),
+    cfg.BoolOpt(
+        'learn_path_throughput', default=True,
+        help='Learn each (source, destination) path\'s throughput from the '
+             'migrations the conductor finishes, and predict that path from '
+             'it instead of from link rate x link_efficiency. Migrations held '
+             'to a bandwidth cap, post-copy ones and very small ones teach '
+             'nothing.'),
+    cfg.FloatOpt(
+        'learning_weight', default=0.5, min=0.01, max=1.0,
+        help='Weight of the newest measurement in a path\'s learned '
+             'throughput (exponentially weighted mean); 1.0 keeps only the '
+             'last migration.'),
 ]
 
 

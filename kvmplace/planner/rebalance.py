@@ -130,7 +130,8 @@ def plan(scheduler, inventory: objects.Inventory, threshold: float = DEFAULT_THR
         from kvmplace import estimator
         move.solo_seconds = estimator.estimate(move.instance, src, dst,
                                                path.mbps if path else 0.0,
-                                               params).total_seconds
+                                               params, learned_mibps=sched_inv.path_rates.get(
+                                                   (src.name, dst.name))).total_seconds
     planner = schedule.Scheduler(sched_inv, topology, params, reserve_fraction)
     planned, not_scheduled = planner.run(moves, lambda i, d: True, lambda i, d: None)
     return {

@@ -178,7 +178,9 @@ class Scheduler:
         path = self.topology.widest_path(source.name, dest_name)
         if path is None:
             return None
-        solo = estimator.estimate(inst, source, dest, path.mbps, self.params)
+        solo = estimator.estimate(inst, source, dest, path.mbps, self.params,
+                                  learned_mibps=self.inventory.path_rates.get(
+                                      (source.name, dest_name)))
         mibps = min(solo.bandwidth_mibps, self.ledger.room(path.links))
         if mibps <= 0 or mibps < MIN_USEFUL_SHARE * solo.bandwidth_mibps:
             return None

@@ -105,7 +105,8 @@ class SchedulerManager:
                 if name not in inventory.hosts:
                     raise NotFound(f'unknown host "{name}"')
         topology = topology or topo.Topology.from_inventory(inventory)
-        return RequestSpec(self.conf, instance, source, request, topology, self.params, now)
+        return RequestSpec(self.conf, instance, source, request, topology, self.params, now,
+                           path_rates=inventory.path_rates)
 
     def select(self, inventory: objects.Inventory, request: objects.MigrationRequest,
                topology: Optional[topo.Topology] = None,

@@ -26,7 +26,8 @@ class RequestSpec:
     def __init__(self, conf, instance: objects.Instance, source: objects.Host,
                  request: objects.MigrationRequest, topology: topo.Topology,
                  params: Optional[estimator.ModelParams] = None,
-                 now: Optional[float] = None):
+                 now: Optional[float] = None,
+                 path_rates: Optional[dict[tuple[str, str], float]] = None):
         self.conf = conf
         #: The [scheduler] options in force for this request, read once:
         #: filters ask for their thresholds once per host, and an oslo.config
@@ -42,6 +43,10 @@ class RequestSpec:
         self.now = time.time() if now is None else now
         self._width, _ = topology.widest_from(source.name)
         self._source = estimator.source_nodes(instance, source)
+        #: Learned MiB/s of the paths from this source, by destination: one
+        #: dict lookup per host on the hot path.
+        self._learned = {dest: mibps for (src, dest), mibps in (path_rates or {}).items()
+                         if src == source.name}
         self._dest_health: dict[str, float] = {}
         self._host_estimates: dict[str, objects.Estimate] = {}
         self._estimates: dict[estimator.Rates, objects.Estimate] = {}
@@ -69,7 +74,8 @@ class RequestSpec:
         est = self._host_estimates.get(host.name)
         if est is None:
             rates = estimator.rates(self._source, self.dest_health(host),
-                                    self.path_mbps(host), self.params)
+                                    self.path_mbps(host), self.params,
+                                    learned_mibps=self._learned.get(host.name))
             est = self._estimates.get(rates)
             if est is None:
                 est = estimator.estimate_at(self.instance, self._source, rates, self.params)

@@ -223,6 +223,37 @@ class Database:
             if data is not None:
                 row.data = data
 
+    # -- learned path throughput ---------------------------------------------
+    def record_path_rate(self, source: str, dest: str, mibps: float, weight: float,
+                         migration_id: Optional[str] = None) -> dict:
+        """Fold one observed throughput into the path's weighted mean."""
+        with self._lock, self.session() as s:
+            row = s.get(models.PathThroughput, (source, dest))
+            if row is None:
+                row = models.PathThroughput(source=source, dest=dest, mibps=mibps, samples=0)
+                s.add(row)
+            else:
+                row.mibps = weight * mibps + (1.0 - weight) * row.mibps
+            row.last_mibps = mibps
+            row.samples = (row.samples or 0) + 1
+            row.last_migration_id = migration_id
+            s.flush()
+            return models.to_dict(row)
+
+    def path_rates(self) -> dict[tuple[str, str], float]:
+        """(source, dest) -> learned MiB/s, for the scheduler's inventory."""
+        with self.session() as s:
+            rows = s.execute(sa.select(models.PathThroughput.source,
+                                       models.PathThroughput.dest,
+                                       models.PathThroughput.mibps))
+            return {(src, dst): float(mibps) for src, dst, mibps in rows}
+
+    def list_path_rates(self) -> list[dict]:
+        with self.session() as s:
+            rows = s.scalars(sa.select(models.PathThroughput).order_by(
+                models.PathThroughput.source, models.PathThroughput.dest))
+            return [models.to_dict(r) for r in rows]
+
     # -- drains ---------------------------------------------------------------
     def create_drain(self, kind: str, host: Optional[str], plan: dict,
                      status: str = 'running') -> dict:

@@ -96,6 +96,24 @@ class DrainRecord(Base):
     finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
 
 
+class PathThroughput(Base):
+    """What finished migrations measured on one (source, destination) path.
+
+    ``mibps`` is an exponentially weighted mean of the observed throughput
+    (kvmplace.estimator.observed_mibps), which the estimator uses instead of
+    the nominal link rate x link efficiency for this path.
+    """
+    __tablename__ = 'path_throughput'
+
+    source: Mapped[str] = mapped_column(String(255), primary_key=True)
+    dest: Mapped[str] = mapped_column(String(255), primary_key=True)
+    mibps: Mapped[float] = mapped_column(Float)
+    last_mibps: Mapped[float] = mapped_column(Float)
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+    last_migration_id: Mapped[Optional[str]] = mapped_column(String(36), nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
 def to_dict(row: Any) -> dict:
     """A record as plain data (datetimes as ISO strings) for RPC and the CLI."""
     out = {}

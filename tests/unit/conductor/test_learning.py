@@ -1,0 +1,196 @@
+"""Learning each path's throughput from finished migrations.
+
+The estimator predicts a path from its nominal rate x link efficiency until
+migrations have crossed it; then from what they measured (an exponentially
+weighted mean per (source, destination) kept by the conductor).
+"""
+from __future__ import annotations
+
+import pytest
+
+from kvmplace import estimator
+from kvmplace import objects
+from kvmplace.planner import drain as drain_plan
+from kvmplace.scheduler import manager as sched
+from tests.unit.builders import InventoryBuilder
+from tests.unit.conductor import fakes
+from tests.unit.conductor.test_workflow import _host, conf, db, make, wait_final  # noqa: F401
+
+PARAMS = estimator.ModelParams(link_efficiency=0.95, stream_cap_mibps=230.0,
+                               setup_seconds=0.5, switchover_overhead_ms=100)
+
+
+# --- the arithmetic ------------------------------------------------------------
+
+def test_observed_mibps_leaves_out_the_fixed_costs():
+    # 200 MiB in 2.6 s of which 0.5 s setup and 0.1 s switch-over: 100 MiB/s.
+    assert estimator.observed_mibps(200.0, 2.6, PARAMS) == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize('data_mib, elapsed', [(None, 3.0), (0.0, 3.0), (200.0, None),
+                                                (4.0, 3.0),      # too little data
+                                                (200.0, 0.65)])  # all fixed cost
+def test_observed_mibps_refuses_runs_that_measure_nothing(data_mib, elapsed):
+    assert estimator.observed_mibps(data_mib, elapsed, PARAMS) is None
+
+
+def test_ewma():
+    assert estimator.ewma(None, 80.0, 0.5) == 80.0
+    assert estimator.ewma(80.0, 100.0, 0.5) == 90.0
+    assert estimator.ewma(80.0, 100.0, 1.0) == 100.0
+
+
+def test_learned_rate_replaces_the_link_term_only():
+    nominal, label = estimator.bandwidth(1000, 1.0, 1.0, PARAMS)
+    assert nominal == pytest.approx(objects.mbps_to_mibps(1000) * 0.95)
+    assert estimator.bandwidth(1000, 1.0, 1.0, PARAMS, learned_mibps=90.0) == (90.0, 'link')
+    # Shared fairly like the nominal term...
+    assert estimator.bandwidth(1000, 1.0, 1.0, PARAMS, link_share=0.5,
+                               learned_mibps=90.0) == (45.0, 'link')
+    # ...and still capped by the stream and by a slow NUMA node.
+    assert estimator.bandwidth(10000, 1.0, 1.0, PARAMS, learned_mibps=400.0) == \
+        (230.0, 'stream')
+    assert estimator.bandwidth(10000, 1.0, 0.25, PARAMS, learned_mibps=200.0) == \
+        (57.5, 'dest-numa')
+
+
+def _inventory():
+    return (InventoryBuilder()
+            .host('src', link_mbps=1000).host('fast', link_mbps=1000)
+            .host('other', link_mbps=1000)
+            .instance('vm', 'src', memory_mib=1024).build())
+
+
+def test_estimate_says_when_it_learned():
+    inv = _inventory()
+    plain = estimator.estimate(inv.instances['vm'], inv.hosts['src'], inv.hosts['fast'],
+                               1000, PARAMS)
+    learned = estimator.estimate(inv.instances['vm'], inv.hosts['src'], inv.hosts['fast'],
+                                 1000, PARAMS, learned_mibps=60.0)
+    assert plain.learned is False and plain.to_dict()['learned'] is False
+    assert learned.learned is True and learned.to_dict()['learned'] is True
+    assert learned.bandwidth_mibps == 60.0
+    assert learned.total_seconds == pytest.approx(0.5 + 1024 / 60.0 + 0.1, abs=1e-3)
+
+
+def test_scheduler_uses_the_learned_rate_of_each_path_from_the_source(conf):  # noqa: F811
+    inv = _inventory()
+    inv.path_rates = {('src', 'fast'): 110.0, ('src', 'other'): 40.0,
+                      ('fast', 'src'): 5.0}            # another source's path: ignored
+    result = sched.SchedulerManager(conf).select(inv, objects.MigrationRequest(instance='vm'))
+    by_host = {r['host']: r['estimate'] for r in result['ranked']}
+    assert by_host['fast']['learned'] and by_host['fast']['bandwidth_mibps'] == 110.0
+    assert by_host['other']['learned'] and by_host['other']['bandwidth_mibps'] == 40.0
+    # Equal nominal links: what the paths really did decides the ranking.
+    assert result['ranked'][0]['host'] == 'fast'
+
+
+def test_drain_plan_uses_learned_rates(conf):  # noqa: F811
+    inv = _inventory()
+    scheduler = sched.SchedulerManager(conf)
+    before = drain_plan.plan(scheduler, inv, 'src')
+    inv.path_rates = {('src', 'fast'): 20.0, ('src', 'other'): 20.0}
+    after = drain_plan.plan(scheduler, inv, 'src')
+    assert after['predicted_makespan_seconds'] > 2 * before['predicted_makespan_seconds']
+    assert after['migrations'][0]['bandwidth_mibps'] == 20.0
+
+
+# --- the database ---------------------------------------------------------------
+
+def test_path_rates_are_a_weighted_mean_per_direction(db):  # noqa: F811
+    assert db.path_rates() == {}
+    db.record_path_rate('a', 'b', 100.0, 0.5, 'm1')
+    row = db.record_path_rate('a', 'b', 60.0, 0.5, 'm2')
+    assert row['mibps'] == pytest.approx(80.0) and row['samples'] == 2
+    assert row['last_mibps'] == 60.0 and row['last_migration_id'] == 'm2'
+    db.record_path_rate('b', 'a', 10.0, 0.5)
+    assert db.path_rates() == {('a', 'b'): pytest.approx(80.0), ('b', 'a'): 10.0}
+    assert [(r['source'], r['dest']) for r in db.list_path_rates()] == [('a', 'b'), ('b', 'a')]
+
+
+# --- the conductor ----------------------------------------------------------------
+
+class MeasuringAgents(fakes.FakeAgents):
+    """Fake agents whose results carry what a real agent measures."""
+
+    data_mib = 1024.0
+    elapsed_seconds = 11.0
+
+    def _finish(self, migration_id, instance, status, error, elapsed=0.0):
+        result = {'status': status, 'error': error, 'elapsed_seconds': self.elapsed_seconds,
+                  'downtime_ms': 10.0, 'data_mib': self.data_mib, 'postcopy': False}
+        self.jobs[instance].update(active=False, result=result)
+        if self.conductor:
+            self.conductor.migration_progress({}, migration_id, {'phase': 'complete'})
+            self.conductor.migration_finished({}, migration_id, result)
+
+
+def _cloud():
+    cloud = fakes.FakeCloud({'h1': _host(link=1000), 'h2': _host(link=1000)})
+    cloud.add_guest('vm1', 'h1', memory_mib=1024)
+    return cloud
+
+
+def _make(conf, db, cloud):  # noqa: F811
+    agents = MeasuringAgents(cloud, migrate_seconds=0.1)
+    from kvmplace.conductor import manager as cm
+    mgr = cm.ConductorManager(conf, db, agents)
+    agents.conductor = mgr
+    for name in cloud.hosts:
+        mgr.report_state({}, agents.get_host_state({}, name))
+    return mgr, agents
+
+
+def test_a_finished_migration_teaches_its_path(conf, db):  # noqa: F811
+    conf.set_override('setup_seconds', 0.5, group='estimator')
+    conf.set_override('switchover_overhead_ms', 500, group='estimator')
+    cloud = _cloud()
+    mgr, agents = _make(conf, db, cloud)
+    before = mgr.estimate({}, 'vm1', 'h2')
+    assert before['learned'] is False
+    final = wait_final(mgr, mgr.migrate({}, 'vm1', dest='h2')['id'])
+    assert final['status'] == 'completed'
+    # 1024 MiB in 11 s minus 1 s of fixed costs: 102.4 MiB/s.
+    assert db.path_rates() == {('h1', 'h2'): pytest.approx(102.4)}
+    learn = [s for s in final['steps'] if s['name'] == 'learn']
+    assert learn and learn[0]['data']['observed_mibps'] == pytest.approx(102.4)
+    # Back the other way: that path has not been measured yet.
+    for name in cloud.hosts:
+        mgr.report_state({}, agents.get_host_state({}, name))
+    assert mgr.estimate({}, 'vm1', 'h1')['learned'] is False
+    # A second guest on h1 now gets the learned figure for h1 -> h2.
+    cloud.add_guest('vm2', 'h1', memory_mib=1024)
+    mgr.report_state({}, agents.get_host_state({}, 'h1'))
+    est = mgr.estimate({}, 'vm2', 'h2')
+    assert est['learned'] is True and est['bandwidth_mibps'] == pytest.approx(102.4)
+    ranked = mgr.select_destinations({}, 'vm2')['ranked']
+    assert ranked[0]['estimate']['learned'] is True
+
+
+def test_a_capped_migration_teaches_nothing(conf, db):  # noqa: F811
+    cloud = _cloud()
+    mgr, agents = _make(conf, db, cloud)
+    agents.elapsed_seconds = 1024 / 50.0
+    final = wait_final(mgr, mgr.migrate({}, 'vm1', dest='h2',
+                                        policy={'bandwidth_cap_mibps': 50})['id'])
+    assert final['status'] == 'completed'
+    assert db.path_rates() == {}
+    assert 'learn' not in [s['name'] for s in final['steps']]
+
+
+def test_learning_can_be_turned_off(conf, db):  # noqa: F811
+    conf.set_override('learn_path_throughput', False, group='estimator')
+    cloud = _cloud()
+    mgr, _ = _make(conf, db, cloud)
+    db.record_path_rate('h1', 'h2', 10.0, 0.5)       # learned earlier, now ignored
+    assert mgr.estimate({}, 'vm1', 'h2')['learned'] is False
+    wait_final(mgr, mgr.migrate({}, 'vm1', dest='h2')['id'])
+    assert db.path_rates() == {('h1', 'h2'): 10.0}
+
+
+def test_results_without_measurements_teach_nothing(conf, db):  # noqa: F811
+    cloud = _cloud()
+    mgr, agents = make(conf, db, cloud)          # the plain fakes report no data_mib
+    final = wait_final(mgr, mgr.migrate({}, 'vm1', dest='h2')['id'])
+    assert final['status'] == 'completed'
+    assert db.path_rates() == {}
