@@ -31,6 +31,20 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _mix(text: str) -> list[dict]:
+    try:
+        if not text.lstrip().startswith("["):
+            with open(text) as f:
+                text = f.read()
+        value = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"not a JSON list of guests or a file holding "
+                                         f"one: {exc}")
+    if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
+        raise argparse.ArgumentTypeError("must be a JSON list of objects")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true",
@@ -46,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="number of guests, spread round-robin (default 4)")
     up.add_argument("--dirty", type=_int_list, default=None, metavar="MIBPS,...",
                     help="dirty rate of guest 1, 2, ... in MiB/s (Linux guests only)")
+    up.add_argument("--mix", type=_mix, default=None, metavar="JSON|FILE",
+                    help="the guests, one JSON object each (kind, memory_mib, "
+                         "dirty_rate_mibps, buffer_mib, disk_mib, host): a JSON list "
+                         "or a file holding one; replaces --guests and --dirty")
     up.add_argument("--linux-accel", choices=("auto", "kvm", "tcg"), default="auto",
                     help="how Linux guests run: auto probes KVM once and falls back "
                          "to TCG (default auto)")
@@ -113,6 +131,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         state = manager.up(hosts=args.hosts, links_mbps=args.links,
                            guests_count=args.guests, with_services=args.services,
                            dirty_rates=args.dirty, linux_accel=args.linux_accel,
+                           mix=args.mix,
                            recreate=args.recreate, install=not args.no_install,
                            progress=_progress)
         _progress(f"up in {time.monotonic() - started:.1f} s")

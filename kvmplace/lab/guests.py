@@ -63,26 +63,55 @@ DEFAULT_MIX: tuple[dict, ...] = (
 )
 
 
+MIX_KEYS = ("kind", "memory_mib", "dirty_rate_mibps", "buffer_mib", "disk_mib")
+
+
 def plan(count: int, hosts: list[str], dirty_rates: list[int] | None = None,
-         linux_type: str = "qemu", firmware_type: str = "kvm") -> list[GuestSpec]:
+         linux_type: str = "qemu", firmware_type: str = "kvm",
+         mix: list[dict] | None = None) -> list[GuestSpec]:
     """``count`` guests round-robin over ``hosts``, cycling DEFAULT_MIX.
 
     ``dirty_rates`` (optional, one per guest) overrides the mix's rate of
     the Linux guests; the buffer grows to hold at least 4 s of dirtying, so
     a sampling window never wraps round it.
+
+    ``mix`` (optional) replaces DEFAULT_MIX and is not cycled: one guest per
+    entry (``count`` is ignored), each entry with MIX_KEYS fields and
+    optionally ``host`` (a lab host name or a 1-based host number) to place
+    it instead of round-robin. Benchmarks use it for guests of chosen
+    sizes on chosen hosts.
     """
     if not hosts:
         raise LabError("no hosts to place guests on")
+    entries = [dict(e) for e in mix] if mix is not None else None
+    if entries is not None:
+        count = len(entries)
+        for i, entry in enumerate(entries):
+            unknown = set(entry) - set(MIX_KEYS) - {"host"}
+            if unknown or entry.get("kind", "linux") not in KINDS:
+                raise LabError(f"guest mix entry {i + 1}: unknown kind or fields "
+                               f"{sorted(unknown) or entry.get('kind')}")
     specs = []
     for i in range(count):
-        mix = dict(DEFAULT_MIX[i % len(DEFAULT_MIX)])
+        if entries is not None:
+            mix = {"kind": "linux", "memory_mib": 256, "dirty_rate_mibps": 0,
+                   "buffer_mib": 0, **entries[i]}
+        else:
+            mix = dict(DEFAULT_MIX[i % len(DEFAULT_MIX)])
+        host = mix.pop("host", None)
+        if host is None:
+            host = hosts[i % len(hosts)]
+        elif isinstance(host, int) and not isinstance(host, bool) and 1 <= host <= len(hosts):
+            host = hosts[host - 1]
+        elif host not in hosts:
+            raise LabError(f"guest {i + 1}: no lab host {host!r}")
         if dirty_rates and i < len(dirty_rates) and mix["kind"] != "firmware":
             mix["dirty_rate_mibps"] = dirty_rates[i]
             mix["buffer_mib"] = max(mix["buffer_mib"], 4 * dirty_rates[i])
             mix["memory_mib"] = max(mix["memory_mib"], mix["buffer_mib"] + 96)
         dtype = firmware_type if mix["kind"] == "firmware" else linux_type
         specs.append(GuestSpec(name=f"{labstate.GUEST_PREFIX}{i + 1}",
-                               host=hosts[i % len(hosts)], domain_type=dtype, **mix))
+                               host=host, domain_type=dtype, **mix))
     return specs
 
 

@@ -42,11 +42,12 @@ def up(hosts: int = 3, links_mbps: list[int] | None = None, guests_count: int = 
        with_services: bool = False, dirty_rates: list[int] | None = None,
        linux_accel: str = "auto", host_memory_mib: int = numa.DEFAULT_HOST_MEMORY_MIB,
        recreate: bool = False, install: bool = True,
-       progress: Progress = _quiet) -> dict:
+       progress: Progress = _quiet, mix: list[dict] | None = None) -> dict:
     """Build the lab; returns the recorded state (see state.public_view).
 
     ``links_mbps`` gives each host's link speed in Mbit/s (cycled if shorter
-    than ``hosts``). ``linux_accel`` is ``auto`` (KVM if Linux boots under
+    than ``hosts``). ``mix`` lists the guests explicitly (guests.plan);
+    then ``guests_count`` is ignored. ``linux_accel`` is ``auto`` (KVM if Linux boots under
     KVM here, else TCG), ``kvm`` or ``tcg``. With ``recreate`` an existing
     lab is taken down first; otherwise an existing lab is an error.
     """
@@ -73,7 +74,7 @@ def up(hosts: int = 3, links_mbps: list[int] | None = None, guests_count: int = 
 
     try:
         return _build(hosts, links, guests_count, with_services, dirty_rates, linux_accel,
-                      host_memory_mib, progress)
+                      host_memory_mib, progress, mix)
     except LabError as exc:
         _mark_failed()
         raise LabError(f"{exc} (the lab is half up: `kvmplace-lab down` cleans up)") from None
@@ -91,7 +92,7 @@ def _mark_failed() -> None:
 
 def _build(hosts: int, links: list[int], guests_count: int, with_services: bool,
            dirty_rates: list[int] | None, linux_accel: str, host_memory_mib: int,
-           progress: Progress) -> dict:
+           progress: Progress, mix: list[dict] | None = None) -> dict:
     started = time.monotonic()
     timings: dict[str, float] = {}
 
@@ -106,6 +107,8 @@ def _build(hosts: int, links: list[int], guests_count: int, with_services: bool,
     labstate.save(state)
 
     progress("preparing guest images")
+    if mix is not None:
+        guests_count = len(mix)
     boot = image.ensure_boot_image() if guests_count else None
     linux_type = _linux_domain_type(linux_accel, boot)
     firmware_type = "kvm" if image.kvm_available() else "qemu"
@@ -125,7 +128,7 @@ def _build(hosts: int, links: list[int], guests_count: int, with_services: bool,
     labstate.save(state)
 
     specs = guests.plan(guests_count, [h["name"] for h in state["hosts"]], dirty_rates,
-                        linux_type=linux_type, firmware_type=firmware_type)
+                        linux_type=linux_type, firmware_type=firmware_type, mix=mix)
     for host in state["hosts"]:
         on_host = [s for s in specs if s.host == host["name"]]
         used = sum(s.memory_mib for s in on_host)
