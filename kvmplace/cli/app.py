@@ -13,9 +13,11 @@ import traceback
 
 from cliff import app as cliff_app
 from cliff import commandmanager
+from cliff import help as cliff_help
 from oslo_config import cfg
 
 import kvmplace.conf
+from kvmplace.cli import base
 from kvmplace.exception import KvmplaceError
 
 NAMESPACE = 'kvmplace.cli'
@@ -41,7 +43,7 @@ class KvmplaceApp(cliff_app.App):
 
         def one_line_error(message):
             # argparse would print the whole usage first.
-            sys.stderr.write(f'kvmplace: error: {message}\n')
+            sys.stderr.write(f'kvmplace: error: {base.one_line(message)}\n')
             sys.exit(2)
 
         parser.error = one_line_error
@@ -92,7 +94,7 @@ class KvmplaceApp(cliff_app.App):
         except KvmplaceError as exc:
             return self._fail(exc)
         except SystemExit as exc:  # a global option's usage error, --help, --version
-            return exc.code if isinstance(exc.code, int) else 2
+            return _exit_code(exc)
 
     def run_subcommand(self, argv):
         if self._config_error is not None:
@@ -100,17 +102,24 @@ class KvmplaceApp(cliff_app.App):
         try:
             found = self.command_manager.find_command(argv)
         except ValueError:
-            sys.stderr.write(f'kvmplace: error: unknown command "{" ".join(argv)}" '
-                             "(see 'kvmplace help')\n")
+            sys.stderr.write(f'kvmplace: error: unknown command "{base.one_line(" ".join(argv))}"'
+                             " (see 'kvmplace help')\n")
             return 2
         cmd_factory, cmd_name, sub_argv = found
         cmd = cmd_factory(self, self.options)
         try:
             parser = cmd.get_parser(f'kvmplace {cmd_name}')
-            parsed = parser.parse_args(sub_argv)
+            _one_line_errors(parser)
+            if isinstance(cmd, cliff_help.HelpCommand):
+                # cliff turns "kvmplace select --inventory F -h" into
+                # "help select --inventory F": the help command only needs
+                # the command words, so the rest must not be a usage error.
+                parsed = parser.parse_known_args(sub_argv)[0]
+            else:
+                parsed = parser.parse_args(sub_argv)
             return cmd.run(parsed) or 0
         except SystemExit as exc:
-            return exc.code if isinstance(exc.code, int) else 2
+            return _exit_code(exc)
         except KeyboardInterrupt:
             sys.stderr.write('kvmplace: error: interrupted\n')
             return 130
@@ -128,8 +137,35 @@ class KvmplaceApp(cliff_app.App):
         else:
             message = f'{type(exc).__name__}: {exc}' if str(exc) else type(exc).__name__
             code = 1
-        sys.stderr.write(f'kvmplace: error: {" ".join(message.split())}\n')
+        sys.stderr.write(f'kvmplace: error: {base.one_line(message)}\n')
         return code
+
+
+def _exit_code(exc: SystemExit) -> int:
+    """The exit status a SystemExit means: ``None`` is success, as for
+    Python itself (cliff's help ends with a bare SystemExit: ``kvmplace
+    help`` used to exit 2)."""
+    if exc.code is None:
+        return 0
+    return exc.code if isinstance(exc.code, int) else 2
+
+
+def _one_line_errors(parser) -> None:
+    """Make a usage error of ``parser`` one ``kvmplace: error:`` line.
+
+    Our commands' parsers do this already (base.OneLineParser); cliff's own
+    ``help`` and ``complete`` commands use plain argparse, which prints the
+    whole usage first, so every parser is fixed up here (found by fuzzing
+    the command line, tests/unit/test_cli_fuzz.py).
+    """
+    if isinstance(parser, base.OneLineParser):
+        return
+
+    def one_line_error(message):
+        sys.stderr.write(f'kvmplace: error: {parser.prog}: {base.one_line(message)}\n')
+        sys.exit(2)
+
+    parser.error = one_line_error
 
 
 def _register_messaging_opts(conf) -> None:

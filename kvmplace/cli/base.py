@@ -14,11 +14,21 @@ from kvmplace import objects
 from kvmplace.exception import InvalidInput
 
 
+def one_line(text: str) -> str:
+    """``text`` as one printable line: whitespace runs (newlines, carriage
+    returns and the other line breaks str.splitlines knows) become one
+    space, other control characters are shown escaped. Error messages
+    quote what the user typed, and "exactly one line" must hold for any
+    argv (tests/unit/test_cli_fuzz.py)."""
+    shown = ''.join(c if c.isprintable() or c.isspace() else repr(c)[1:-1] for c in text)
+    return ' '.join(shown.split())
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one ``kvmplace: error:`` line."""
 
     def error(self, message):
-        sys.stderr.write(f'kvmplace: error: {self.prog}: {message}\n')
+        sys.stderr.write(f'kvmplace: error: {self.prog}: {one_line(message)}\n')
         sys.exit(2)
 
 
