@@ -24,7 +24,7 @@ from kvmplace.conductor import hoststate
 from kvmplace.conductor import validate as v
 from kvmplace.conductor import workflow as wf
 from kvmplace.conductor.db import api as db_api
-from kvmplace.exception import KvmplaceError, NotFound
+from kvmplace.exception import InvalidInput, KvmplaceError, NotFound
 from kvmplace.scheduler import manager as sched
 
 LOG = logging.getLogger(__name__)
@@ -184,20 +184,44 @@ class ConductorManager:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- RPC: from agents -----------------------------------------------------
+    # The three agent methods are casts: nobody receives what they raise.
+    # A malformed one is dropped with one warning line (not an ERROR with a
+    # traceback per message), and never stored: the scheduler, the drain
+    # and the CLI read what is stored.
     def report_state(self, ctxt, host_state: dict) -> None:
-        name = v.name('host_state.name', (host_state or {}).get('name'))
-        self.db.report_host(name, host_state, time.time())
+        try:
+            state = v.host_state(host_state)
+        except InvalidInput as exc:
+            LOG.warning('host report dropped: %s', exc)
+            return
+        self.db.report_host(state['name'], state, time.time())
+
+    def _agent_cast(self, what: str, migration_id, check, payload) -> Optional[tuple]:
+        """(record, payload) of a valid cast about an unfinished migration,
+        else None. Only then is a waiter touched: a cast for an unknown or
+        ended migration must not leave a waiter behind."""
+        try:
+            migration_id = v.uuid('migration_id', migration_id)
+            payload = check(payload)
+            rec = self.db.get_migration(migration_id, steps=False)
+        except (InvalidInput, NotFound) as exc:
+            LOG.warning('%s dropped: %s', what, exc)
+            return None
+        if rec['status'] in db_api.FINAL_STATUSES:
+            LOG.debug('%s for ended migration %s ignored', what, migration_id[:8])
+            return None
+        return rec, payload
 
     def migration_progress(self, ctxt, migration_id: str, progress: dict) -> None:
-        migration_id = v.uuid('migration_id', migration_id)
+        found = self._agent_cast('migration_progress', migration_id, v.progress, progress)
+        if found is None:
+            return
+        rec, progress = found
+        migration_id = rec['id']
         waiter = self.waiter(migration_id)
         waiter.heard()
-        try:
-            rec = self.db.get_migration(migration_id, steps=False)
-        except NotFound:
-            return
         step_id = (rec.get('progress') or {}).get('step_id')
-        data = dict(progress or {})
+        data = dict(progress)
         data['step_id'] = step_id
         self.db.update_migration(migration_id, progress=data)
         phase = data.get('phase')
@@ -208,8 +232,9 @@ class ConductorManager:
         self.notify('progress', rec, {'progress': progress})
 
     def migration_finished(self, ctxt, migration_id: str, result: dict) -> None:
-        migration_id = v.uuid('migration_id', migration_id)
-        self.waiter(migration_id).finish(dict(result or {}))
+        found = self._agent_cast('migration_finished', migration_id, v.result, result)
+        if found is not None:
+            self.waiter(found[0]['id']).finish(found[1])
 
     # -- RPC: for clients -----------------------------------------------------
     def select_destinations(self, ctxt, instance: str, policy: Optional[dict] = None,
@@ -282,18 +307,20 @@ class ConductorManager:
     def drain(self, ctxt, host: str, dry_run: bool = False) -> dict:
         from kvmplace.conductor import drain as drain_exec
         host = v.name('host', host)
+        dry_run = v.boolean('dry_run', dry_run)
         row = self.db.get_host(host)
         if not dry_run and row.get('maintenance'):
             running = [d for d in self.db.list_drains('running') if d['host'] == host]
             if running:
                 raise KvmplaceError(f'host "{host}" is already draining (drain '
                                     f'{running[0]["id"]})')
-        return drain_exec.start_drain(self, host, dry_run=bool(dry_run))
+        return drain_exec.start_drain(self, host, dry_run=dry_run)
 
     def rebalance(self, ctxt, threshold: float = 0.1, dry_run: bool = False) -> dict:
         from kvmplace.conductor import drain as drain_exec
         threshold = v.number('threshold', threshold, 0.0, 0.999)
-        return drain_exec.start_rebalance(self, threshold, dry_run=bool(dry_run))
+        return drain_exec.start_rebalance(self, threshold,
+                                          dry_run=v.boolean('dry_run', dry_run))
 
     def get_drain(self, ctxt, drain_id: str) -> dict:
         record = self.db.get_drain(v.uuid('drain_id', drain_id))
@@ -301,7 +328,8 @@ class ConductorManager:
         return record
 
     def list_drains(self, ctxt, status: Optional[str] = None) -> list[dict]:
-        return self.db.list_drains(status)
+        return self.db.list_drains(v.status('status', status, v.DRAIN_STATUSES)
+                                   if status is not None else None)
 
     def list_hosts(self, ctxt) -> list[dict]:
         now = time.time()
@@ -317,7 +345,8 @@ class ConductorManager:
         return summary
 
     def set_maintenance(self, ctxt, host: str, on: bool, reason: Optional[str] = None) -> dict:
-        self.db.set_maintenance(v.name('host', host), bool(on), reason)
+        self.db.set_maintenance(v.name('host', host), v.boolean('on', on),
+                                v.text('reason', reason))
         return self.get_host(ctxt, host)
 
 

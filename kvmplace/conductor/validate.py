@@ -16,14 +16,18 @@ from kvmplace import objects
 from kvmplace.conductor.db.api import ACTIVE_STATUSES, FINAL_STATUSES
 from kvmplace.exception import InvalidInput
 
-_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,254}$')
-_IDENT = re.compile(r'^[0-9a-fA-F-]{4,36}$')
+# Matched with fullmatch: ``$`` would also accept a trailing newline.
+_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._:@+-]{0,254}')
+_IDENT = re.compile(r'[0-9a-fA-F-]{4,36}')
+DRAIN_STATUSES = ('running', 'completed', 'failed', 'aborted')
+#: Numbers no real host, guest or migration comes near (2**53: exact in JSON).
+_BIG = float(2 ** 53)
 _POLICY_KEYS = {'max_downtime_ms', 'bandwidth_cap_mibps', 'allow_auto_converge',
                 'allow_post_copy'}
 
 
 def name(field: str, value: Any) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise InvalidInput(field, f'must be a host or guest name (letters, digits, ._:@+-), '
                            f'not {_show(value)}')
     return value
@@ -46,15 +50,16 @@ def uuid(field: str, value: Any) -> str:
 
 def ident(field: str, value: Any) -> str:
     """A migration id or an unambiguous prefix of one."""
-    if not isinstance(value, str) or not _IDENT.match(value):
+    if not isinstance(value, str) or not _IDENT.fullmatch(value):
         raise InvalidInput(field, f'must be a migration id (or its first characters), '
                            f'not {_show(value)}')
     return value.lower()
 
 
-def status(field: str, value: Any) -> str:
-    allowed = set(ACTIVE_STATUSES) | set(FINAL_STATUSES) | {'active'}
-    if value not in allowed:
+def status(field: str, value: Any, allowed: Optional[tuple] = None) -> str:
+    """One of the migration statuses (or ``active``), or of ``allowed``."""
+    allowed = set(allowed or (*ACTIVE_STATUSES, *FINAL_STATUSES, 'active'))
+    if not isinstance(value, str) or value not in allowed:
         raise InvalidInput(field, f'must be one of {", ".join(sorted(allowed))}, '
                            f'not {_show(value)}')
     return value
@@ -98,6 +103,168 @@ def policy(value: Optional[dict]) -> objects.Policy:
                                    f'{_show(value[key])}')
             setattr(out, key, value[key])
     return out
+
+
+def boolean(field: str, value: Any) -> bool:
+    """A real true/false: ``bool("no")`` is True, and a malformed
+    ``dry_run`` must not turn into a real drain."""
+    if not isinstance(value, bool):
+        raise InvalidInput(field, f'must be true or false, not {_show(value)}')
+    return value
+
+
+def text(field: str, value: Any, max_len: int = 255) -> Optional[str]:
+    """Free text for the operator (a reason): a string or null."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_len:
+        raise InvalidInput(field, f'must be text of at most {max_len} characters, not '
+                                  f'{_show(value)}')
+    return value
+
+
+def _num(field: str, value: Any, lo: float = 0.0, hi: float = _BIG, *,
+         above: bool = False, whole: bool = False, optional: bool = True):
+    """A finite number in [lo, hi] (or (lo, hi] with ``above``)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or value < lo or value > hi or (above and value == lo) \
+            or (whole and float(value) != int(value)):
+        what = 'a whole number' if whole else 'a number'
+        raise InvalidInput(field, f'must be {what} from {lo:g} to {hi:g}'
+                                  f'{" (exclusive)" if above else ""}, not {_show(value)}')
+    return value
+
+
+def _dict(field: str, value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise InvalidInput(field, f'must be an object, not {_show(value)}')
+    for key in value:
+        if not isinstance(key, str):
+            raise InvalidInput(field, f'has a key that is not a string: {_show(key)}')
+    return value
+
+
+def _label(field: str, value: Any, max_len: int = 255) -> Optional[str]:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > max_len:
+        raise InvalidInput(field, f'must be a non-empty string of at most {max_len} '
+                                  f'characters, not {_show(value)}')
+    return value
+
+
+#: Fields the scheduler reads whose dataclass default is not None (Host,
+#: NumaNode, Instance): an explicit null is dropped so the default applies.
+_HOST_DEFAULTED = ('link_mbps', 'enabled', 'maintenance', 'vcpus_used', 'memory_used_mib')
+_NODE_DEFAULTED = ('memory_mib', 'free_memory_mib')
+_GUEST_DEFAULTED = ('vcpus', 'dirty_rate_mibps', 'disk_gib', 'shared_storage')
+
+
+def _without_nulls(value: dict, keys: tuple) -> dict:
+    return {k: v for k, v in value.items() if not (v is None and k in keys)}
+
+
+def host_state(value: Any) -> dict:
+    """An agent's host report, checked before it is stored.
+
+    Every later scheduling decision reads the stored reports: one report
+    with a string where a number belongs would make every select, migrate
+    and drain fail until that host reported again (found by fuzzing,
+    tests/unit/conductor/test_rpc_fuzz.py). So the fields the scheduler
+    and the workflow read are type-checked here; other fields (the agent's
+    extras: libvirt_uri, disks, pids...) pass through. Deliberately lenient
+    about guest names (libvirt allows more than the RPC name pattern):
+    any non-empty string.
+    """
+    state = _without_nulls(_dict('host_state', value), _HOST_DEFAULTED)
+    name('host_state.name', state.get('name'))
+    for key in ('vcpus', 'memory_mib'):
+        _num(f'host_state.{key}', state.get(key), above=True, optional=False)
+    for key in ('vcpus_used', 'memory_used_mib'):
+        _num(f'host_state.{key}', state.get(key))
+    _num('host_state.link_mbps', state.get('link_mbps'), hi=1e7, above=True)
+    for key in ('enabled', 'maintenance'):
+        if state.get(key) is not None:
+            boolean(f'host_state.{key}', state[key])
+    _label('host_state.cpu_model', state.get('cpu_model'))
+    nodes = state.get('numa') or []
+    if not isinstance(nodes, list):
+        raise InvalidInput('host_state.numa', f'must be a list, not {_show(nodes)}')
+    clean_nodes = []
+    for i, node in enumerate(nodes):
+        at = f'host_state.numa[{i}]'
+        node = _without_nulls(_dict(at, node), _NODE_DEFAULTED)
+        clean_nodes.append(node)
+        _num(f'{at}.id', node.get('id'), hi=4095, whole=True, optional=False)
+        try:
+            objects.parse_cpu_list(node.get('cpus'))
+        except ValueError as exc:
+            raise InvalidInput(f'{at}.cpus', str(exc)) from None
+        for key in ('memory_mib', 'free_memory_mib', 'bandwidth_mibps', 'baseline_mibps'):
+            _num(f'{at}.{key}', node.get(key))
+    guests = state.get('instances') or []
+    if not isinstance(guests, list):
+        raise InvalidInput('host_state.instances', f'must be a list, not {_show(guests)}')
+    clean = []
+    for i, guest in enumerate(guests):
+        at = f'host_state.instances[{i}]'
+        guest = _without_nulls(_dict(at, guest), _GUEST_DEFAULTED)
+        _label(f'{at}.name', guest.get('name'))
+        if guest.get('name') is None:
+            raise InvalidInput(f'{at}.name', 'is required')
+        _num(f'{at}.memory_mib', guest.get('memory_mib'), optional=False)
+        _num(f'{at}.vcpus', guest.get('vcpus'), whole=True)
+        for key in ('dirty_rate_mibps', 'disk_gib'):
+            _num(f'{at}.{key}', guest.get(key))
+        _num(f'{at}.emulator_node', guest.get('emulator_node'), hi=4095, whole=True)
+        for key in ('shared_storage', 'incoming'):
+            if guest.get(key) is not None:
+                boolean(f'{at}.{key}', guest[key])
+        for key in ('uuid', 'cpu_model', 'state'):
+            _label(f'{at}.{key}', guest.get(key))
+        clean.append(guest)
+    if 'numa' in state:
+        state['numa'] = clean_nodes
+    if 'instances' in state:
+        state['instances'] = clean
+    return state
+
+
+#: Numeric fields of a progress cast that the conductor and the CLI read.
+_PROGRESS_NUMBERS = ('remaining_mib', 'total_mib', 'processed_mib', 'mibps', 'eta_seconds',
+                     'dirty_rate_mibps', 'iteration', 'elapsed_seconds', 'disk_remaining_mib',
+                     'disk_total_mib', 'at')
+_RESULT_NUMBERS = ('elapsed_seconds', 'job_seconds', 'downtime_ms', 'data_mib', 'mibps',
+                   'iterations', 'disk_mib', 'memory_mib', 'started_at', 'finished_at')
+
+
+def progress(value: Any) -> dict:
+    """A migration_progress cast's payload (drawn by the CLI, read by the
+    drain's re-planning): the numbers must be numbers."""
+    data = dict(_dict('progress', value))
+    _label('progress.phase', data.get('phase'), 64)
+    for key in _PROGRESS_NUMBERS:
+        _num(f'progress.{key}', data.get(key), lo=-_BIG)
+    return data
+
+
+def result(value: Any) -> dict:
+    """A migration_finished cast's payload: what the workflow decides on."""
+    data = dict(_dict('result', value))
+    _label('result.status', data.get('status'), 32)
+    if data.get('status') is None:
+        raise InvalidInput('result.status', 'is required')
+    text('result.error', data.get('error'), 4096)
+    for key in _RESULT_NUMBERS:
+        _num(f'result.{key}', data.get(key), lo=-_BIG)
+    if data.get('guest') is not None:
+        guest = _dict('result.guest', data['guest'])
+        for key in ('memory_mib', 'vcpus'):
+            _num(f'result.guest.{key}', guest.get(key), whole=True)
+        _label('result.guest.uuid', guest.get('uuid'))
+    return data
 
 
 def _bad(field: str, value: Any):
