@@ -290,6 +290,10 @@ class Monitor:
                 self.dom.migrateStartPostCopy(0)
                 job.postcopy_started = True
                 LOG.info('%s: %s; switched to post-copy', job.instance, why[1])
+                # Say so at once: the rest may arrive within one poll.
+                job.progress = dict(progress, phase='post-copy', postcopy=True,
+                                    switched_because=why[1])
+                self.notifier.migration_progress(job.migration_id, job.progress)
                 return
             except libvirt.libvirtError as exc:
                 LOG.warning('%s: post-copy switch failed (%s); aborting', job.instance, exc)

@@ -320,3 +320,28 @@ def test_bad_arguments_are_refused_on_the_lab(shared_lab, agents):
                     dest_uri='qemu+tcp://10.213.77.12:16509/system', migrate_uri=None,
                     dest_cpus=None, policy={})
     assert _where('lab-vm2') == host
+
+
+def test_progress_timeout_can_switch_to_post_copy(shared_lab, agents, conductor):  # noqa: F811
+    """The same unconverging guest, with post-copy allowed and the timeout
+    action "post-copy": instead of giving up, the agent switches over and
+    the destination pulls the rest; the guest ends up running there."""
+    guest = 'lab-vm1'
+    source = _where(guest)
+    dest = _other_host(shared_lab, source)
+    policy = {'bandwidth_cap_mibps': 8, 'progress_timeout_seconds': 4,
+              'completion_timeout_seconds_per_gib': 40, 'timeout_action': 'post-copy',
+              'allow_post_copy': True}
+    g, answer, pin, started = _migrate(agents, shared_lab, guest, dest, policy)
+    result = _finished(conductor, started['migration_id'], 180)
+    assert result['status'] == 'completed', result['error']
+    assert result['postcopy'] is True
+    progress = [c['progress'] for c in conductor.named(
+        'migration_progress', migration_id=started['migration_id'])]
+    assert any(p['phase'] == 'post-copy' for p in progress)
+    assert _where(guest) == dest
+    print(f"{guest}: switched to post-copy, done in {result['elapsed_seconds']:.1f} s")
+    verify = agents['api'].post_verify({}, dest, instance=guest, uuid=g['uuid'],
+                                       memory_mib=g['memory_mib'], vcpus=g['vcpus'],
+                                       cpus=answer['cpus'])
+    assert verify['ok'], verify['reason']

@@ -156,6 +156,8 @@ def test_completion_timeout_switches_to_post_copy_when_allowed(agent_conf):
     mon.tick()
     assert dom.calls[-1] == 'postcopy' and job.postcopy_started
     assert job.stop_status is None
+    # The switch is announced at once, not a poll later.
+    assert mon.notifier.named('migration_progress')[-1]['progress']['phase'] == 'post-copy'
     mon.tick()
     assert job.progress['phase'] == 'post-copy'
     assert 'abort' not in dom.calls  # post-copy is never aborted
