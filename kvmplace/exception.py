@@ -41,3 +41,9 @@ class NoValidHost(KvmplaceError):
 
 class ConfigError(KvmplaceError):
     """The configuration names something that does not exist."""
+
+
+class DatabaseError(KvmplaceError):
+    """The conductor's database could not be read or written (full or
+    read-only disk, unreachable server). Defined here, not in the db
+    package, so that it reaches an RPC caller as itself: one clear line."""

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from kvmplace.conductor.db.api import FINAL_STATUSES
-from kvmplace.exception import KvmplaceError, NotFound
+from kvmplace.exception import DatabaseError, KvmplaceError, NotFound
 from kvmplace.planner import drain as drain_plan
 from kvmplace.planner import rebalance as rebalance_plan
 
@@ -63,15 +63,24 @@ class DrainExecutor:
 
     # -- the loop -------------------------------------------------------------
     def run(self) -> dict:
+        """Follow the drain until it ends. A database failure (full or
+        read-only disk) pauses it instead of ending it: the failure could
+        not be recorded anyway, and the drain would stay 'running' with
+        nobody following it until the next conductor start."""
+        delay = self.poll
         try:
-            record = self.db.get_drain(self.drain_id)
             while not self.stop.is_set():
-                record = self.db.get_drain(self.drain_id)
-                if record['status'] != 'running':
-                    break
-                if self._tick(record):
-                    break
-                self.stop.wait(self.poll)
+                try:
+                    record = self.db.get_drain(self.drain_id)
+                    if record['status'] != 'running':
+                        break
+                    if self._tick(record):
+                        break
+                    delay = self.poll
+                except DatabaseError as exc:
+                    LOG.warning('drain %s paused: %s', self.drain_id[:8], exc)
+                    delay = min(2 * delay, 30.0)
+                self.stop.wait(delay)
         except Exception as exc:  # noqa: BLE001 - the drain record says why
             LOG.exception('drain %s failed', self.drain_id[:8])
             self._save(status='failed', error=str(exc).splitlines()[0])

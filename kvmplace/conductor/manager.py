@@ -52,6 +52,7 @@ class ConductorManager:
             conf.conductor.max_concurrent_per_source, conf.conductor.max_concurrent_per_dest,
             conf.conductor.max_concurrent_total, self._link_capacity)
         self._topology: Optional[topo.Topology] = None
+        self._stopping = threading.Event()
         self._executors: dict = {}
 
     # -- shared context for workflows -----------------------------------------
@@ -160,9 +161,31 @@ class ConductorManager:
             self.notify('error', record, {'error': record.get('error')})
 
     def start_workflow(self, migration_id: str) -> futures.Future:
-        future = self._pool.submit(wf.MigrationWorkflow(self, migration_id).run)
+        future = self._pool.submit(self._drive, migration_id)
         self._running[migration_id] = future
         return future
+
+    def _drive(self, migration_id: str) -> Optional[dict]:
+        """Run one migration's workflow to a final record.
+
+        When the database fails under it (full or read-only disk), the
+        workflow cannot even record its failure, and the migration would
+        sit unfinished until the next conductor start. So it is resumed
+        here, exactly as a restarted conductor resumes it (from the last
+        status that was committed), once the database takes writes again;
+        the guest meanwhile does what it does, and the resumed workflow
+        asks the agents where it ended.
+        """
+        delay = 1.0
+        while True:
+            try:
+                return wf.MigrationWorkflow(self, migration_id).run()
+            except db_api.DatabaseError as exc:
+                LOG.warning('migration %s: %s; resuming it when the database works again',
+                            migration_id[:8], exc)
+            if self._stopping.wait(delay):
+                return None
+            delay = min(2 * delay, 30.0)
 
     def recover(self) -> list[str]:
         """Resume every unfinished migration (called once at start)."""
@@ -179,6 +202,7 @@ class ConductorManager:
         return resumed
 
     def stop(self) -> None:
+        self._stopping.set()
         for executor in self._executors.values():
             executor.stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)

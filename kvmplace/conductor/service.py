@@ -22,6 +22,7 @@ def build(conf) -> conductor_manager.ConductorManager:
         conf.set_override('host', socket.gethostname(), group='conductor')
     db = db_api.Database(conf.database.connection)
     db.upgrade()
+    db.check_writable()
     agents = agent_rpcapi.AgentAPI(timeout=conf.conductor.rpc_call_timeout_seconds)
     notifier = None
     if conf.conductor.notifications:

@@ -21,15 +21,11 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc as sa_exc, orm
 
 from kvmplace.conductor.db import models
-from kvmplace.exception import KvmplaceError, NotFound
+from kvmplace.exception import DatabaseError, KvmplaceError, NotFound
 
 ACTIVE_STATUSES = ('queued', 'scheduling', 'prechecking', 'pinning', 'migrating',
                    'verifying', 'rolling-back', 'aborting')
 FINAL_STATUSES = ('completed', 'failed', 'aborted', 'rolled-back')
-
-
-class DatabaseError(KvmplaceError):
-    """The database could not be written or read."""
 
 
 def _redact(url: str) -> str:
@@ -70,6 +66,30 @@ class Database:
     def __repr__(self) -> str:
         return f'Database({_redact(self.url)})'
 
+    def _error(self, prefix: str, exc: Exception) -> DatabaseError:
+        """One line: what failed, SQLite's or the server's reason, and for a
+        SQLite file the state of its file system when that is the cause
+        (SQLite only says "unable to open database file" when a read-only
+        mount keeps it from creating its -shm file)."""
+        return DatabaseError(f'{prefix}{_redact(self.url)}: {_short(exc)}{self._storage_hint()}')
+
+    def _storage_hint(self) -> str:
+        try:
+            parsed = sa.engine.make_url(self.url)
+        except sa_exc.ArgumentError:
+            return ''
+        if parsed.get_backend_name() != 'sqlite' or parsed.database in (None, '', ':memory:'):
+            return ''
+        try:
+            vfs = os.statvfs(os.path.dirname(os.path.abspath(parsed.database)))
+        except OSError:
+            return ''
+        if vfs.f_flag & os.ST_RDONLY:
+            return ' (its file system is mounted read-only)'
+        if vfs.f_bavail == 0:
+            return ' (its file system is full)'
+        return ''
+
     # -- schema ---------------------------------------------------------------
     def upgrade(self) -> None:
         """Bring the schema to the newest alembic revision."""
@@ -81,16 +101,34 @@ class Database:
                 cfg.attributes['connection'] = conn
                 alembic.command.upgrade(cfg, 'head')
         except sa_exc.SQLAlchemyError as exc:
-            raise DatabaseError(f'cannot prepare the database {_redact(self.url)}: '
-                                f'{_short(exc)}') from None
+            raise self._error('cannot prepare the database ', exc) from None
+
+    def check_writable(self) -> None:
+        """Raise DatabaseError now if the database takes no writes.
+
+        A conductor on a read-only database would start, read its records
+        and then fail at the first report; it should refuse to start, in
+        one line. A write that changes nothing, rolled back.
+        """
+        try:
+            with self.engine.connect() as conn:
+                with conn.begin() as trans:
+                    conn.execute(sa.text('UPDATE alembic_version '
+                                         'SET version_num = version_num'))
+                    trans.rollback()
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._error('cannot write to the database ', exc) from None
 
     @contextlib.contextmanager
     def session(self) -> Iterator[orm.Session]:
+        """One transaction. Any driver error (full or read-only disk, a
+        corrupt file, a lost server) becomes one DatabaseError line and the
+        transaction rolls back, leaving the previous records as they were."""
         try:
             with self._session.begin() as session:
                 yield session
-        except sa_exc.OperationalError as exc:
-            raise DatabaseError(f'database {_redact(self.url)}: {_short(exc)}') from None
+        except sa_exc.DBAPIError as exc:
+            raise self._error('database ', exc) from None
 
     # -- hosts ----------------------------------------------------------------
     def report_host(self, name: str, state: dict, reported_at: float) -> None:
