@@ -80,8 +80,8 @@ def bandwidth(path_mbps: float, source_health: float, dest_health: float,
     the earlier label in BOTTLENECKS, so a healthy node (h = 1.0) never
     claims to be the bottleneck when the stream cap is.
 
-    ``learned_mibps``, when known, is what finished migrations measured on
-    this very path (see :func:`observed_mibps`): it replaces the nominal
+    ``learned_mibps``, when known, is what finished migrations did on this
+    very path (see :func:`fit_bandwidth`): it replaces the nominal
     rate x link efficiency as the link term, so a path that carries less
     (or more) than the constants say is predicted from what it really did.
     """
@@ -265,25 +265,44 @@ def estimate(instance: objects.Instance, source: objects.Host, dest: objects.Hos
                        params)
 
 
-def observed_mibps(data_mib: Optional[float], elapsed_seconds: Optional[float],
-                   params: ModelParams, min_data_mib: float = 16.0,
-                   min_transfer_seconds: float = 0.2) -> Optional[float]:
-    """The path's throughput as a finished migration measured it.
+def fit_bandwidth(memory_mib: float, dirty_rate_mibps: float, elapsed_seconds: Optional[float],
+                  params: ModelParams, disk_mib: float = 0.0,
+                  min_transfer_seconds: float = 0.2) -> Optional[float]:
+    """The bandwidth at which this model reproduces a measured migration.
 
-    The same quantity as the model's bandwidth R: the data that crossed the
-    wire (every pre-copy round, as libvirt counts it) over the time spent
-    sending it, i.e. the elapsed time without the fixed costs the model adds
-    on its own (setup, switch-over). None when the run is too small to say
-    anything (a firmware guest that moves a few MiB in no time measures
-    connection set-up, not the path).
+    Given what was migrated (memory, dirty rate, disk) and how long it
+    took, find R such that ``precopy(...).total_seconds`` equals the
+    measured time (bisection; the model's time falls as R grows). That is
+    what a path "really did" in the model's own terms: the wire rate, but
+    also everything the constants miss on that path (a link that carries
+    more or less than its nominal rate x link_efficiency, a slower stream,
+    pages QEMU sends as zero markers), so predicting the next migration on
+    the path from it reproduces what the path did. None when the run says
+    nothing about the path: too little data, or (nearly) all of its time
+    was the model's fixed costs.
     """
-    if not data_mib or not elapsed_seconds or data_mib < min_data_mib:
+    if not elapsed_seconds or memory_mib + disk_mib < 16.0:
         return None
-    transfer = (elapsed_seconds - params.setup_seconds
-                - params.switchover_overhead_ms / 1000.0)
-    if transfer < min_transfer_seconds:
+    fixed = params.setup_seconds + params.switchover_overhead_ms / 1000.0
+    if elapsed_seconds - fixed < min_transfer_seconds:
         return None
-    return data_mib / transfer
+    plain = replace(params, allow_post_copy=False, bandwidth_cap_mibps=0.0)
+
+    def total(r: float) -> float:
+        return precopy(memory_mib, dirty_rate_mibps, r, plain, disk_mib).total_seconds
+
+    lo, hi = 0.01, 1.0e6
+    if total(hi) >= elapsed_seconds:
+        return None
+    for _ in range(100):
+        mid = (lo * hi) ** 0.5
+        if total(mid) > elapsed_seconds:
+            lo = mid
+        else:
+            hi = mid
+        if hi / lo < 1.0 + 1e-6:
+            break
+    return hi
 
 
 def ewma(previous: Optional[float], sample: float, weight: float) -> float:

@@ -76,13 +76,16 @@ class ConductorManager:
                 * (1.0 - self.conf.conductor.link_reserve_fraction))
 
     def learn(self, rec: dict) -> Optional[dict]:
-        """Fold a completed migration's measured throughput into its path.
+        """Fold a completed migration into its path's learned bandwidth.
 
-        Called once the destination has verified the guest. Returns the
-        path's updated row (with ``observed_mibps``), or None when the
-        migration teaches nothing about the path: learning is off, it did
-        not complete in pre-copy, it was too small to measure, or a
-        bandwidth cap (a drain's planned share) set its pace rather than
+        Called once the destination has verified the guest. The observed
+        bandwidth is the one at which the model reproduces the measured
+        time (estimator.fit_bandwidth), from the inputs the estimate was
+        made with. Returns the path's updated row (with ``observed_mibps``),
+        or None when the migration teaches nothing about the path: learning
+        is off, it did not complete in pre-copy, it was too small to
+        measure or moved less than half its memory (mostly zero pages), or
+        a bandwidth cap (a drain's planned share) set its pace rather than
         the path.
         """
         if not self.conf.estimator.learn_path_throughput:
@@ -90,11 +93,24 @@ class ConductorManager:
         result = rec.get('result') or {}
         if result.get('status') != 'completed' or result.get('postcopy') or not rec.get('dest'):
             return None
-        mibps = estimator.observed_mibps(result.get('data_mib'), result.get('elapsed_seconds'),
-                                         self.scheduler.params)
+        inputs = (rec.get('estimate') or {}).get('inputs') or {}
+        memory = inputs.get('memory_mib') or result.get('memory_mib')
+        if not memory:
+            return None
+        moved = float(result.get('data_mib') or 0.0)
+        if moved < 0.5 * (float(memory) + float(inputs.get('disk_mib') or 0)):
+            # Most of the guest's memory went as zero-page markers (a guest
+            # that never used its RAM), or the agent did not say what moved:
+            # the time says little about the path.
+            return None
+        policy = objects.Policy.from_dict(rec.get('policy') or {})
+        params = self.scheduler.params.with_policy(policy)
+        mibps = estimator.fit_bandwidth(float(memory), float(inputs.get('dirty_rate_mibps') or 0),
+                                        result.get('elapsed_seconds'), params,
+                                        float(inputs.get('disk_mib') or 0))
         if mibps is None:
             return None
-        cap = (rec.get('policy') or {}).get('bandwidth_cap_mibps')
+        cap = policy.bandwidth_cap_mibps
         if cap and mibps >= 0.85 * float(cap):
             return None
         try:

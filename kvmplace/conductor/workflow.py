@@ -183,7 +183,11 @@ class MigrationWorkflow:
             raise NoValidHost('every destination refused: ' + '; '.join(
                 f"{a['host']}: {a['reason']}" for a in attempts))
         cand, answer = chosen
-        estimate = cand['estimate']
+        # What the estimate was made from, so that the finished migration
+        # can be compared with it (learning, ConductorManager.learn).
+        estimate = dict(cand['estimate'], inputs={
+            'memory_mib': instance.memory_mib, 'dirty_rate_mibps': instance.dirty_rate_mibps,
+            'disk_mib': instance.disk_mib})
         rec = self.set(dest=cand['host'], estimate=estimate, dest_cpus=answer.get('cpus'),
                        instance_uuid=guest.get('uuid'))
         path = topology.widest_path(instance.host, cand['host'])

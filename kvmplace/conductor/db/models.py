@@ -99,9 +99,10 @@ class DrainRecord(Base):
 class PathThroughput(Base):
     """What finished migrations measured on one (source, destination) path.
 
-    ``mibps`` is an exponentially weighted mean of the observed throughput
-    (kvmplace.estimator.observed_mibps), which the estimator uses instead of
-    the nominal link rate x link efficiency for this path.
+    ``mibps`` is an exponentially weighted mean of the bandwidth at which
+    the model reproduces each migration's measured time
+    (kvmplace.estimator.fit_bandwidth); the estimator uses it instead of the
+    nominal link rate x link efficiency for this path.
     """
     __tablename__ = 'path_throughput'
 
