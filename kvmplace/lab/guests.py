@@ -39,6 +39,10 @@ class GuestSpec:
     buffer_mib: int = 0
     disk_mib: int = 0
     domain_type: str = "qemu"
+    #: Fill the guest's free RAM with non-zero data at boot (dirtier.c):
+    #: then nearly all of its memory crosses the wire, as for a guest that
+    #: has used its RAM, and its memory size is what a migration moves.
+    fill: bool = False
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -63,7 +67,7 @@ DEFAULT_MIX: tuple[dict, ...] = (
 )
 
 
-MIX_KEYS = ("kind", "memory_mib", "dirty_rate_mibps", "buffer_mib", "disk_mib")
+MIX_KEYS = ("kind", "memory_mib", "dirty_rate_mibps", "buffer_mib", "disk_mib", "fill")
 
 
 def plan(count: int, hosts: list[str], dirty_rates: list[int] | None = None,
@@ -130,7 +134,8 @@ def domain_xml(spec: GuestSpec, image: BootImage | None) -> str:
         cmdline = (f"console=ttyS0 quiet panic=-1 "
                    f"kvmplace.dirty_mibps={spec.dirty_rate_mibps} "
                    f"kvmplace.buffer_mib={spec.buffer_mib} "
-                   f"kvmplace.guest={spec.name}")
+                   + ("kvmplace.fill=1 " if spec.fill else "")
+                   + f"kvmplace.guest={spec.name}")
         os_parts += [f"<kernel>{escape(image.kernel)}</kernel>",
                      f"<initrd>{escape(image.initrd)}</initrd>",
                      f"<cmdline>{escape(cmdline)}</cmdline>"]

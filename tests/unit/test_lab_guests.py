@@ -29,3 +29,12 @@ def test_explicit_mix_places_and_sizes_each_guest():
 def test_bad_mix_entries_are_refused(entry):
     with pytest.raises(LabError):
         guests.plan(0, HOSTS, mix=[entry])
+
+
+def test_fill_reaches_the_kernel_command_line_only_when_asked():
+    from kvmplace.lab.image import BootImage
+    boot = BootImage(kernel='/k', initrd='/i', kernel_version='6')
+    plain, filled = guests.plan(0, HOSTS, mix=[{'memory_mib': 256}, {'memory_mib': 256,
+                                                                      'fill': True}])
+    assert 'kvmplace.fill' not in guests.domain_xml(plain, boot)
+    assert 'kvmplace.fill=1' in guests.domain_xml(filled, boot)

@@ -13,6 +13,12 @@
  *   kvmplace.dirty_mibps=N   pages rewritten per second, in MiB/s (0: none)
  *   kvmplace.buffer_mib=N    size of the buffer, filled once with non-zero
  *                            data so a migration really has to move it
+ *   kvmplace.fill=1          also fill (once) what memory is still free with
+ *                            non-zero data, so that nearly all of the guest's
+ *                            RAM crosses the wire, as in a long-running guest
+ *                            whose page cache has filled it (a fresh guest's
+ *                            free pages are zero, which QEMU sends as tiny
+ *                            markers); off by default
  * Command-line arguments (same names without the prefix) override them.
  *
  * Built by the lab with `gcc -static -O2`; needs only libc.
@@ -42,6 +48,45 @@ static long read_setting(const char *cmdline, const char *key, long fallback)
 	return fallback;
 }
 
+/* MemFree in MiB, from /proc/meminfo (0 if unreadable). */
+static long mem_free_mib(void)
+{
+	char line[256];
+	long kib = 0;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemFree: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib / 1024;
+}
+
+/*
+ * Fill free memory with non-zero data that is never touched again, leaving
+ * a margin for the kernel (the OOM killer must not pick the dirtier).
+ */
+static long fill_free_memory(void)
+{
+	long margin = 12, chunk = 4, filled = 0;
+
+	for (;;) {
+		unsigned char *p;
+
+		if (mem_free_mib() < margin + chunk)
+			break;
+		p = mmap(NULL, chunk << 20, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		if (p == MAP_FAILED)
+			break;
+		memset(p, 0x5c, chunk << 20);
+		filled += chunk;
+	}
+	return filled;
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -54,7 +99,7 @@ int main(int argc, char **argv)
 {
 	char cmdline[4096] = "";
 	FILE *f = fopen("/proc/cmdline", "r");
-	long rate_mibps, buffer_mib;
+	long rate_mibps, buffer_mib, fill, filled = 0;
 	size_t pages, next = 0;
 	uint64_t stamp = 1;
 	unsigned char *buf;
@@ -68,11 +113,14 @@ int main(int argc, char **argv)
 	}
 	rate_mibps = read_setting(cmdline, "kvmplace.dirty_mibps", 0);
 	buffer_mib = read_setting(cmdline, "kvmplace.buffer_mib", 64);
+	fill = read_setting(cmdline, "kvmplace.fill", 0);
 	for (i = 1; i < argc; i++) {
 		if (!strncmp(argv[i], "dirty_mibps=", 12))
 			rate_mibps = atol(argv[i] + 12);
 		else if (!strncmp(argv[i], "buffer_mib=", 11))
 			buffer_mib = atol(argv[i] + 11);
+		else if (!strncmp(argv[i], "fill=", 5))
+			fill = atol(argv[i] + 5);
 	}
 	if (buffer_mib <= 0)
 		buffer_mib = 1;
@@ -86,8 +134,10 @@ int main(int argc, char **argv)
 	/* Fill every page with non-zero data once: it must cross the wire. */
 	for (size_t p = 0; p < pages; p++)
 		memset(buf + p * PAGE, 0xa5, PAGE);
-	printf("kvmplace-dirtier: buffer_mib=%ld dirty_mibps=%ld\n",
-	       buffer_mib, rate_mibps);
+	if (fill > 0)
+		filled = fill_free_memory();
+	printf("kvmplace-dirtier: buffer_mib=%ld dirty_mibps=%ld filled_mib=%ld\n",
+	       buffer_mib, rate_mibps, filled);
 	fflush(stdout);
 	if (rate_mibps <= 0) {
 		for (;;)
