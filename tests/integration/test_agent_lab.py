@@ -38,11 +38,24 @@ def shared_lab(request):
     if reason:
         pytest.skip(reason)
     state = labstate.load()
-    if state.get('phase') == 'up' and len(state.get('hosts', [])) >= 3:
+    if state.get('phase') == 'up' and len(state.get('hosts', [])) >= 3 and \
+            _default_guests(state):
         where = manager.locate_guests(state)
         if all(where.get(f'lab-vm{i}') for i in range(1, 5)):
             return state
     return request.getfixturevalue('lab')
+
+
+def _default_guests(state: dict) -> bool:
+    """lab-vm1..4 are the lab's default mix (vm1 dirties 40 MiB/s, vm4 has
+    a local disk...), which these tests rely on."""
+    from kvmplace.lab.guests import DEFAULT_MIX
+    recorded = {g['name']: g for g in state.get('guests', [])}
+    for i, mix in enumerate(DEFAULT_MIX):
+        guest = recorded.get(f'lab-vm{i + 1}')
+        if guest is None or any(guest.get(k) != v for k, v in mix.items()):
+            return False
+    return True
 
 
 @pytest.fixture(scope='module')
