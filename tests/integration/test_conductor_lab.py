@@ -49,7 +49,9 @@ class Stack:
             '[estimator]', 'link_efficiency = 0.95', 'stream_cap_mibps = 250', '',
             '[agent]', 'report_interval_seconds = 2', 'probe_seconds_per_node = 0.1',
             'probe_buffer_mib = 16', 'dirty_rate_interval_seconds = 600',
-            'progress_interval_seconds = 0.5', '']))
+            'progress_interval_seconds = 0.5', '',
+            '[oslo_messaging_notifications]', 'driver = messagingv2',
+            'topics = kvmplace_notifications', '']))
         self.configs = [services.CONFIG_FILE, str(self.config)]
         self.agents = {}
         self.conductor = None
@@ -116,6 +118,42 @@ def stack(shared_lab, broker_url, tmp_path_factory):  # noqa: F811
         s.stop()
 
 
+class Notifications:
+    """Collects the conductor's oslo.messaging notifications."""
+
+    def __init__(self):
+        self.events: list[tuple[str, str, dict]] = []
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        self.events.append(('info', event_type, payload))
+
+    def error(self, ctxt, publisher_id, event_type, payload, metadata):
+        self.events.append(('error', event_type, payload))
+
+    def of(self, migration_id: str) -> list[str]:
+        return [e for _, e, p in self.events if p.get('migration_id') == migration_id]
+
+
+@pytest.fixture(scope='module')
+def notifications(stack, broker_url):  # noqa: F811
+    import oslo_messaging as messaging
+
+    import kvmplace.conf
+    from tests.functional.conftest import register_messaging_opts
+    conf = kvmplace.conf.new_conf()
+    register_messaging_opts(conf)
+    conf.set_override('transport_url', broker_url)
+    transport = messaging.get_notification_transport(conf)
+    sink = Notifications()
+    listener = messaging.get_notification_listener(
+        transport, [messaging.Target(topic='kvmplace_notifications')], [sink])
+    listener.start()
+    yield sink
+    listener.stop()
+    listener.wait()
+    transport.cleanup()
+
+
 def where(guest: str) -> str:
     from kvmplace.lab import measure
     return measure.where(guest)
@@ -159,7 +197,8 @@ def slowest_host(lab) -> str:
     return min(lab['hosts'], key=lambda h: h['link_mbps'])['name']
 
 
-def test_migrate_wait_moves_the_guest_and_records_every_step(stack, shared_lab):  # noqa: F811
+def test_migrate_wait_moves_the_guest_and_records_every_step(stack, shared_lab,  # noqa: F811
+                                                            notifications):
     guest = 'lab-vm2'                     # firmware guest: quick under KVM
     source = where(guest)
     rec = stack.cli('migrate', guest, '--wait')
@@ -176,6 +215,10 @@ def test_migrate_wait_moves_the_guest_and_records_every_step(stack, shared_lab):
         names.index('migrate') < names.index('post_verify')
     # The destination's QEMU main thread runs on the CPUs the destination chose.
     assert qemu_main_cpus(guest) == rec['dest_cpus']
+    # Notifications went out for the start and the end.
+    events = wait_for(lambda: (lambda e: e if 'kvmplace.migration.end' in e else None)(
+        notifications.of(rec['id'])), 30, 'the end notification', 0.2)
+    assert events[0] == 'kvmplace.migration.start'
 
 
 def test_to_forces_the_destination(stack, shared_lab):  # noqa: F811
@@ -210,26 +253,23 @@ def test_a_refused_precheck_moves_on_to_the_next_host(stack, shared_lab):  # noq
     assert running_on(guest) == [rec['dest']]
 
 
-def _start_slow_migration(stack, lab, guest: str) -> dict:
-    """Migrate a Linux guest over the slowest link (about 8 s for lab-vm3's
-    196 MiB at 200 Mbit/s), without waiting."""
-    source = where(guest)
-    slow = slowest_host(lab)
-    if source == slow:
-        # Move it off the slow host first so the next move crosses the slow link.
-        other = next(h['name'] for h in lab['hosts'] if h['name'] != slow)
-        assert stack.cli('migrate', guest, '--to', other, '--wait')['status'] == 'completed'
-    rec = stack.cli('migrate', guest, '--to', slow)
+def _start_slow_migration(stack, lab, guest: str, cap_mibps: int = 6) -> dict:
+    """Start migrating a Linux guest (lab-vm3: 128 MiB of live data) with a
+    policy bandwidth cap, so it is still copying for several seconds
+    whatever the link; return without waiting."""
+    rec = stack.cli('migrate', guest, '--bandwidth-cap-mibps', str(cap_mibps))
 
     def copying():
-        status = stack.cli('migrations', 'show', rec['id'])['status']
-        assert status not in FINAL, stack.cli('migrations', 'show', rec['id'])
-        return status == 'migrating'
-    wait_for(copying, 60, 'the migration to start copying', 0.2)
-    return rec
+        shown = stack.cli('migrations', 'show', rec['id'])
+        assert shown['status'] not in FINAL, shown
+        left = (shown.get('progress') or {}).get('remaining_mib')
+        return shown['status'] == 'migrating' and left is not None and left > 20
+    wait_for(copying, 60, 'the migration to be copying', 0.2)
+    return stack.cli('migrations', 'show', rec['id'])
 
 
-def test_abort_in_the_middle_keeps_the_guest_on_its_source(stack, shared_lab):  # noqa: F811
+def test_abort_in_the_middle_keeps_the_guest_on_its_source(stack, shared_lab,  # noqa: F811
+                                                           notifications):
     # lab-vm1 dirties 40 MiB/s: it cannot converge over 200 Mbit/s, and the
     # scheduler rightly refuses that. lab-vm3 holds 128 MiB of live data.
     guest = 'lab-vm3'
@@ -242,10 +282,15 @@ def test_abort_in_the_middle_keeps_the_guest_on_its_source(stack, shared_lab):  
     wait_for(lambda: (stack.cli('migrations', 'show', rec['id']).get('pin') or None),
              30, 'the pre-pin to be recorded', 0.2)
     final = stack.cli('migrations', 'abort', rec['id'], '--wait')
-    assert final['status'] == 'aborted', final
+    assert final['status'] == 'aborted', [(x['name'], x['status'], x['message'])
+                                          for x in final['steps']]
     assert running_on(guest) == [source]
     assert qemu_main_cpus(guest) == cpus_before            # pinning restored
     assert 'restore_pin' in [s['name'] for s in final['steps']]
+    # Progress while it copied, then the failure notification.
+    events = wait_for(lambda: (lambda e: e if 'kvmplace.migration.error' in e else None)(
+        notifications.of(rec['id'])), 30, 'the error notification', 0.2)
+    assert 'kvmplace.migration.progress' in events
 
 
 def test_kill_9_of_the_conductor_mid_migration(stack, shared_lab):  # noqa: F811
