@@ -82,17 +82,24 @@ def bandwidth(path_mbps: float, source_health: float, dest_health: float,
 
     ``learned_mibps``, when known, is what finished migrations did on this
     very path (see :func:`fit_bandwidth`): it replaces the nominal
-    rate x link efficiency as the link term, so a path that carries less
-    (or more) than the constants say is predicted from what it really did.
+    rate x link efficiency and the stream cap, so a path that carries less
+    (or more) than the constants say is predicted from what it really did
+    (labelled ``stream`` when it beats the configured stream cap, else
+    ``link``). A slow NUMA node (h x the larger of the two) and a policy cap
+    still apply on top.
     """
     stream = params.stream_cap_mibps * params.multifd_connections
     if learned_mibps:
         best = learned_mibps * link_share
+        label = 'stream' if best >= stream else 'link'
+        # What one stream really carried here is the stream cap the NUMA
+        # nodes scale.
+        stream = max(stream, learned_mibps)
     else:
         best = objects.mbps_to_mibps(path_mbps) * params.link_efficiency * link_share
-    label = 'link'
-    if stream < best:
-        best, label = stream, 'stream'
+        label = 'link'
+        if stream < best:
+            best, label = stream, 'stream'
     if source_health * stream < best:
         best, label = source_health * stream, 'source-numa'
     if dest_health * stream < best:

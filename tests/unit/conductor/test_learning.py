@@ -57,11 +57,14 @@ def test_learned_rate_replaces_the_link_term_only():
     # Shared fairly like the nominal term...
     assert estimator.bandwidth(1000, 1.0, 1.0, PARAMS, link_share=0.5,
                                learned_mibps=90.0) == (45.0, 'link')
-    # ...and still capped by the stream and by a slow NUMA node.
-    assert estimator.bandwidth(10000, 1.0, 1.0, PARAMS, learned_mibps=400.0) == \
-        (230.0, 'stream')
+    # A fast path learns what one stream really carries there...
+    assert estimator.bandwidth(10000, 1.0, 1.0, PARAMS, learned_mibps=260.0) == \
+        (260.0, 'stream')
+    # ...and a slow NUMA node or a policy cap still applies on top.
     assert estimator.bandwidth(10000, 1.0, 0.25, PARAMS, learned_mibps=200.0) == \
         (57.5, 'dest-numa')
+    capped = estimator.ModelParams(bandwidth_cap_mibps=50.0)
+    assert estimator.bandwidth(10000, 1.0, 1.0, capped, learned_mibps=200.0) == (50.0, 'cap')
 
 
 def _inventory():
