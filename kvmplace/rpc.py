@@ -20,6 +20,18 @@ ALLOWED_EXMODS = ['kvmplace.exception']
 _TRANSPORTS: dict[int, messaging.Transport] = {}
 
 
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register oslo.messaging's options (transport_url, rabbit, ...) up
+    front, so config files are read for them at start and they show up
+    (masked where secret) when a service logs its option values."""
+    from oslo_messaging import opts as msg_opts
+    for group, opts in msg_opts.list_opts():
+        try:
+            conf.register_opts(opts, group=group)
+        except cfg.DuplicateOptError:
+            pass
+
+
 def get_transport(conf: cfg.ConfigOpts = cfg.CONF) -> messaging.Transport:
     """One RPC transport per ConfigOpts, created on first use."""
     key = id(conf)

@@ -17,6 +17,7 @@ from cliff import help as cliff_help
 from oslo_config import cfg
 
 import kvmplace.conf
+from kvmplace import rpc
 from kvmplace.cli import base
 from kvmplace.exception import KvmplaceError
 
@@ -64,7 +65,7 @@ class KvmplaceApp(cliff_app.App):
     def initialize_app(self, argv):
         conf = cfg.CONF
         kvmplace.conf.register_opts(conf)
-        _register_messaging_opts(conf)
+        rpc.register_opts(conf)
         try:
             conf([], project='kvmplace', default_config_files=self.options.config_file,
                  default_config_dirs=[])
@@ -166,16 +167,6 @@ def _one_line_errors(parser) -> None:
         sys.exit(2)
 
     parser.error = one_line_error
-
-
-def _register_messaging_opts(conf) -> None:
-    """transport_url and friends, so --config-file values are read."""
-    from oslo_messaging import opts as msg_opts
-    for group, opts in msg_opts.list_opts():
-        try:
-            conf.register_opts(opts, group=group)
-        except cfg.DuplicateOptError:
-            pass
 
 
 def _version() -> str:

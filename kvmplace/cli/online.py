@@ -27,6 +27,12 @@ def conductor(app):
     if not conf.transport_url or not messaging.TransportURL.parse(conf, conf.transport_url).hosts:
         raise KvmplaceError('no transport_url: pass --config-file with [DEFAULT] '
                             'transport_url (or use --inventory for offline planning)')
+    # The rabbit driver retries an unreachable broker for ever, whatever the
+    # call timeout: look first, and say so in one line at once.
+    from kvmplace import rpc
+    problem = rpc.broker_problem(conf, timeout=min(5.0, float(app.options.rpc_timeout)))
+    if problem:
+        raise KvmplaceError(f'{problem}: is RabbitMQ running?')
     return rpcapi.ConductorAPI(conf=conf, timeout=app.options.rpc_timeout)
 
 
@@ -47,6 +53,9 @@ def call(fn, *args, **kwargs) -> Any:
     except messaging.RemoteError as exc:
         raise KvmplaceError(f'conductor: {exc.exc_type}: {exc.value}') from None
     except Exception as exc:
+        if type(exc).__name__ == 'AccessRefused':
+            raise KvmplaceError('the broker refused the login in transport_url (user or '
+                                'password wrong)') from None
         # Remote KvmplaceError subclasses arrive re-raised with a _Remote suffix.
         if type(exc).__name__.endswith('_Remote'):
             raise KvmplaceError(str(exc).splitlines()[0]) from None

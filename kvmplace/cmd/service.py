@@ -9,6 +9,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 import kvmplace.conf
+from kvmplace import rpc
 
 
 
@@ -20,6 +21,7 @@ def prepare(argv: list[str], name: str) -> cfg.ConfigOpts:
     """
     conf = cfg.CONF
     kvmplace.conf.register_opts(conf)
+    rpc.register_opts(conf)
     logging.register_options(conf)
     try:
         conf(argv, project='kvmplace', prog=name)
@@ -27,6 +29,9 @@ def prepare(argv: list[str], name: str) -> cfg.ConfigOpts:
         sys.stderr.write(f'{name}: error: {" ".join(str(exc).split())}\n')
         sys.exit(2)
     logging.setup(conf, 'kvmplace')
+    # OpenStack convention: with debug on, every option value at start
+    # (secret ones - transport_url, [database] connection - are masked).
+    conf.log_opt_values(logging.getLogger(name), logging.DEBUG)
     return conf
 
 

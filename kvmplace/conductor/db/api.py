@@ -57,7 +57,12 @@ class Database:
                 kwargs['poolclass'] = sa.pool.StaticPool
         else:
             kwargs['pool_pre_ping'] = True
-        self.engine = sa.create_engine(url, **kwargs)
+        try:
+            self.engine = sa.create_engine(url, **kwargs)
+        except (ImportError, sa_exc.NoSuchModuleError) as exc:
+            module = getattr(exc, 'name', None) or str(exc).split()[-1]
+            raise DatabaseError(f'[database] connection: the {parsed.get_backend_name()} '
+                                f'driver is not installed ({module})') from None
         if parsed.get_backend_name() == 'sqlite':
             event.listen(self.engine, 'connect', _sqlite_pragmas)
         self._session = orm.sessionmaker(self.engine, expire_on_commit=False)
