@@ -48,8 +48,12 @@ static long read_setting(const char *cmdline, const char *key, long fallback)
 	return fallback;
 }
 
-/* MemFree in MiB, from /proc/meminfo (0 if unreadable). */
-static long mem_free_mib(void)
+/*
+ * MemAvailable in MiB, from /proc/meminfo (0 if unreadable): free memory
+ * less the zones' watermarks, which are large here (transparent huge pages
+ * raise min_free_kbytes to a few % of RAM), so MemFree would overcommit.
+ */
+static long mem_available_mib(void)
 {
 	char line[256];
 	long kib = 0;
@@ -58,7 +62,7 @@ static long mem_free_mib(void)
 	if (!f)
 		return 0;
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "MemFree: %ld kB", &kib) == 1)
+		if (sscanf(line, "MemAvailable: %ld kB", &kib) == 1)
 			break;
 	fclose(f);
 	return kib / 1024;
@@ -70,12 +74,12 @@ static long mem_free_mib(void)
  */
 static long fill_free_memory(void)
 {
-	long margin = 12, chunk = 4, filled = 0;
+	long margin = 8, chunk = 4, filled = 0;
 
 	for (;;) {
 		unsigned char *p;
 
-		if (mem_free_mib() < margin + chunk)
+		if (mem_available_mib() < margin + chunk)
 			break;
 		p = mmap(NULL, chunk << 20, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
