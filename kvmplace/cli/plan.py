@@ -35,11 +35,11 @@ def render_plan(data: dict, console, title: str) -> None:
                             if data.get('physical_bound_seconds') else ''))
 
 
-class Drain(base.Command):
-    """Empty a host, fast and safely (--dry-run: only plan)."""
+class _PlanCommand(base.Command):
+    """Plan offline (--inventory, --dry-run only) or through the conductor;
+    draw the plan with --output."""
 
     def add_arguments(self, parser):
-        parser.add_argument('host')
         parser.add_argument('--dry-run', action='store_true', help='plan only')
         parser.add_argument('--wait', action='store_true', help='follow until done')
         parser.add_argument('--output', metavar='FILE', help='draw the plan (.svg or .png)')
@@ -47,24 +47,48 @@ class Drain(base.Command):
         sched_cli._add_policy_arguments(parser)
         return parser
 
+    def title(self, args) -> str:
+        raise NotImplementedError
+
+    def plan_offline(self, sched, inventory, args) -> dict:
+        raise NotImplementedError
+
+    def run_online(self, args) -> dict:
+        raise NotImplementedError
+
     def compute(self, args):
         if args.inventory:
             if not args.dry_run:
                 raise InvalidInput('--dry-run', 'an offline inventory can only be planned: '
-                                   'add --dry-run (or drop --inventory to drain for real)')
+                                   'add --dry-run (or drop --inventory to act for real)')
             inventory = base.load_inventory(args)
-            sched = manager.SchedulerManager(self.app.conf)
-            result = drain.plan(sched, inventory, args.host, policy=sched_cli._policy(args),
-                                reserve_fraction=self.app.conf.conductor.link_reserve_fraction)
-            if args.output:
-                timeline.draw(result, args.output, f'Drain of {args.host}',
-                              _capacities(self.app, inventory))
-            return result
-        from kvmplace.cli import online
-        result = online.drain(self.app, args)
+            result = self.plan_offline(manager.SchedulerManager(self.app.conf), inventory, args)
+            capacities = _capacities(self.app, inventory)
+        else:
+            result = self.run_online(args)
+            capacities = None
         if args.output and args.dry_run:
-            timeline.draw(result, args.output, f'Drain of {args.host}')
+            timeline.draw(result, args.output, self.title(args), capacities)
         return result
+
+
+class Drain(_PlanCommand):
+    """Empty a host, fast and safely (--dry-run: only plan)."""
+
+    def add_arguments(self, parser):
+        parser.add_argument('host')
+        return super().add_arguments(parser)
+
+    def title(self, args) -> str:
+        return f'Drain of {args.host}'
+
+    def plan_offline(self, sched, inventory, args) -> dict:
+        return drain.plan(sched, inventory, args.host, policy=sched_cli._policy(args),
+                          reserve_fraction=self.app.conf.conductor.link_reserve_fraction)
+
+    def run_online(self, args) -> dict:
+        from kvmplace.cli import online
+        return online.drain(self.app, args)
 
     def render(self, data, console):
         if 'migrations' in data and 'status' not in data:
@@ -74,38 +98,25 @@ class Drain(base.Command):
             online.render_drain(data, console)
 
 
-class Rebalance(base.Command):
+class Rebalance(_PlanCommand):
     """Even out memory use and move guests off slow-memory hosts."""
 
     def add_arguments(self, parser):
-        parser.add_argument('--dry-run', action='store_true', help='plan only')
-        parser.add_argument('--wait', action='store_true', help='follow until done')
         parser.add_argument('--threshold', type=_fraction, default=rebalance.DEFAULT_THRESHOLD,
                             help='largest acceptable spread of memory use, 0..1 '
                                  '(default 0.10)')
-        parser.add_argument('--output', metavar='FILE', help='draw the plan (.svg or .png)')
-        base.add_inventory_argument(parser)
-        sched_cli._add_policy_arguments(parser)
-        return parser
+        return super().add_arguments(parser)
 
-    def compute(self, args):
-        if args.inventory:
-            if not args.dry_run:
-                raise InvalidInput('--dry-run', 'an offline inventory can only be planned: '
-                                   'add --dry-run')
-            inventory = base.load_inventory(args)
-            sched = manager.SchedulerManager(self.app.conf)
-            result = rebalance.plan(sched, inventory, args.threshold,
-                                    policy=sched_cli._policy(args),
-                                    reserve_fraction=self.app.conf.conductor.link_reserve_fraction)
-            if args.output:
-                timeline.draw(result, args.output, 'Rebalance', _capacities(self.app, inventory))
-            return result
+    def title(self, args) -> str:
+        return 'Rebalance'
+
+    def plan_offline(self, sched, inventory, args) -> dict:
+        return rebalance.plan(sched, inventory, args.threshold, policy=sched_cli._policy(args),
+                              reserve_fraction=self.app.conf.conductor.link_reserve_fraction)
+
+    def run_online(self, args) -> dict:
         from kvmplace.cli import online
-        result = online.rebalance(self.app, args)
-        if args.output and args.dry_run:
-            timeline.draw(result, args.output, 'Rebalance')
-        return result
+        return online.rebalance(self.app, args)
 
     def render(self, data, console):
         if 'before' in data:
