@@ -284,7 +284,13 @@ class MigrationWorkflow:
                         return {'status': 'completed', 'error': None,
                                 'note': 'source agent silent; guest found on destination'}
                     continue
-                if job.get('active') and job.get('migration_id') == self.mid:
+                if job.get('active') and job.get('migration_id') in (self.mid, None):
+                    # None: the source agent restarted and lost its memory of
+                    # the job, but libvirt still runs it - a peer-to-peer
+                    # migration goes on inside libvirtd when the agent dies
+                    # (seen on the lab, tests/integration/test_faults.py). A
+                    # guest has one migration at a time, so it is this one:
+                    # keep watching, and let libvirt tell how it ends.
                     waiter.heard()
                     continue
                 result = job.get('result')
@@ -308,17 +314,49 @@ class MigrationWorkflow:
         self._wait_and_finish(sid, waiter, resumed=True)
 
     def _verify(self, rec: dict) -> None:
+        """Check the guest on the destination (post_verify), then record
+        the outcome.
+
+        We get here when the copy has completed: the source has handed the
+        guest over and undefined its copy. If the destination cannot be
+        *asked* (its agent or its libvirtd is down - an exception, not an
+        answer), there is nothing to roll back to, and recording a failure
+        would misstate where the guest runs. So the question is asked
+        again, with a growing pause, for up to
+        [conductor] verify_timeout_seconds, the record staying 'verifying'
+        with each unanswered attempt as a failed post_verify step; it
+        completes as soon as the destination answers that all is well.
+        Only if it never answers in that time does the record end 'failed',
+        saying that the guest was handed over but could not be verified.
+        A destination that answers and finds something wrong (wrong CPUs,
+        wrong UUID) fails at once, with what it found.
+        """
         self.set(status='verifying')
-        answer = self.step('post_verify', rec['dest'], lambda: _safe_call(
-            lambda: self.agents.post_verify(
-                self.rpc_ctxt, rec['dest'], instance=rec['instance'],
-                uuid=rec.get('instance_uuid') or '', memory_mib=int(
-                    self._guest_field(rec, 'memory_mib') or 0),
-                vcpus=int(self._guest_field(rec, 'vcpus') or 0),
-                cpus=rec.get('dest_cpus'))))
-        if not answer.get('ok'):
+        deadline = time.monotonic() + self.conf.conductor.verify_timeout_seconds
+        pause = 1.0
+        while True:
+            try:
+                answer = self.step('post_verify', rec['dest'], lambda: self.agents.post_verify(
+                    self.rpc_ctxt, rec['dest'], instance=rec['instance'],
+                    uuid=rec.get('instance_uuid') or '', memory_mib=int(
+                        self._guest_field(rec, 'memory_mib') or 0),
+                    vcpus=int(self._guest_field(rec, 'vcpus') or 0),
+                    cpus=rec.get('dest_cpus')))
+                break
+            except Exception as exc:  # noqa: BLE001 - the destination could not be asked
+                if time.monotonic() + pause > deadline:
+                    self.set(status='failed', error=(
+                        f"the guest was handed over to {rec['dest']} (the copy completed) "
+                        f"but could not be verified there for "
+                        f"{self.conf.conductor.verify_timeout_seconds} s: {_reason(exc)}"))
+                    return
+                LOG.warning('migration %s: cannot verify on %s yet (%s); asking again in '
+                            '%.0f s', self.mid[:8], rec['dest'], _reason(exc), pause)
+                time.sleep(pause)
+                pause = min(2 * pause, 15.0)
+        if not isinstance(answer, dict) or not answer.get('ok'):
             self.set(status='failed', error=f"post_verify on {rec['dest']}: "
-                     f"{answer.get('reason')}")
+                     f"{(answer or {}).get('reason') if isinstance(answer, dict) else answer}")
             return
         # Learn before the record turns final, so that whoever waits for
         # the final status also sees what this migration taught.
