@@ -132,16 +132,28 @@ class ConductorManager:
                 return guest
         return None
 
-    def locate(self, instance: str, hosts: list[str]) -> dict[str, str]:
-        """Ask the agents (live, not the database) where the guest is."""
+    def locate(self, instance: str, hosts: list[str],
+               answered: Optional[set] = None) -> dict[str, str]:
+        """Ask the agents (live, not the database) where the guest is.
+
+        ``answered`` (if given) collects the hosts that did answer: a host
+        missing from the result may not have the guest, or may not have
+        been asked at all (agent down, broker down), and a caller deciding
+        a record's final state must tell the two apart.
+        """
         where: dict[str, str] = {}
         for host in hosts:
             try:
-                state = self.agents.get_host_state({}, host)
+                state = v.host_state(self.agents.get_host_state({}, host))
             except Exception as exc:  # noqa: BLE001 - an unreachable host is reported
                 LOG.warning('locate %s: %s does not answer: %s', instance, host, exc)
                 continue
-            self.db.report_host(host, state, time.time())
+            if answered is not None:
+                answered.add(host)
+            try:
+                self.db.report_host(host, state, time.time())
+            except db_api.DatabaseError as exc:
+                LOG.warning('locate %s: state of %s not stored: %s', instance, host, exc)
             for guest in state.get('instances') or []:
                 if guest.get('name') == instance:
                     where[host] = guest.get('state', 'running')

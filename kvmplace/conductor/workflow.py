@@ -207,9 +207,21 @@ class MigrationWorkflow:
         self.check_abort()
         self.set(status='pinning')
         want_node = (estimate.get('pre_pin') or {}).get('node')
-        pin = self.step('pre_pin', instance.host, lambda: self.agents.pre_pin(
-            self.rpc_ctxt, instance.host, instance=instance.name, node=want_node),
-            tolerate=True)
+        try:
+            pin = self.step('pre_pin', instance.host, lambda: self.agents.pre_pin(
+                self.rpc_ctxt, instance.host, instance=instance.name, node=want_node))
+        except KvmplaceError as exc:
+            # Refused: nothing was pinned. The migration goes on without.
+            LOG.warning('migration %s: pre_pin refused: %s', self.mid[:8], _reason(exc))
+            pin = None
+        except Exception as exc:  # noqa: BLE001 - no answer: it may have pinned
+            # The answer (with the pinning to restore) is lost, but the
+            # pinning may have happened: remember what the agent last
+            # reported, so a rollback puts it back (no stale pinning).
+            previous = guest.get('emulator_cpus')
+            LOG.warning('migration %s: no answer to pre_pin (%s); a rollback restores the '
+                        'reported pinning %s', self.mid[:8], _reason(exc), previous)
+            pin = {'previous_cpus': previous, 'uncertain': True} if previous else None
         if pin:
             rec = self.set(pin=pin)
         self.check_abort()
@@ -227,9 +239,18 @@ class MigrationWorkflow:
                                 dest_uri=answer['libvirt_uri'],
                                 migrate_uri=answer.get('migration_uri'),
                                 dest_cpus=rec.get('dest_cpus'), policy=policy)
-        except Exception as exc:
+        except KvmplaceError as exc:
+            # The agent answered: it refused, nothing started.
             self.db.finish_step(sid, 'failed', message=_reason(exc))
             raise
+        except Exception as exc:  # noqa: BLE001 - no answer (timeout, broker away)
+            # The request may have arrived and the copy started; only the
+            # answer is missing. Ask the agent, as after a conductor
+            # restart, rather than abort a copy that may be running.
+            self.event('no_answer', rec['source'], message=f'migrate: {_reason(exc)}; asking '
+                       'the source agent what runs', status='failed')
+            self._wait_and_finish(sid, waiter, resumed=True)
+            return
         self.ctx.notify('start', self.record())
         self._wait_and_finish(sid, waiter)
 
@@ -323,7 +344,7 @@ class MigrationWorkflow:
         answer), there is nothing to roll back to, and recording a failure
         would misstate where the guest runs. So the question is asked
         again, with a growing pause, for up to
-        [conductor] verify_timeout_seconds, the record staying 'verifying'
+        [conductor] answer_timeout_seconds, the record staying 'verifying'
         with each unanswered attempt as a failed post_verify step; it
         completes as soon as the destination answers that all is well.
         Only if it never answers in that time does the record end 'failed',
@@ -332,7 +353,8 @@ class MigrationWorkflow:
         wrong UUID) fails at once, with what it found.
         """
         self.set(status='verifying')
-        deadline = time.monotonic() + self.conf.conductor.verify_timeout_seconds
+        timeout = self.conf.conductor.answer_timeout_seconds
+        deadline = time.monotonic() + timeout
         pause = 1.0
         while True:
             try:
@@ -344,16 +366,16 @@ class MigrationWorkflow:
                     cpus=rec.get('dest_cpus')))
                 break
             except Exception as exc:  # noqa: BLE001 - the destination could not be asked
-                if time.monotonic() + pause > deadline:
-                    self.set(status='failed', error=(
-                        f"the guest was handed over to {rec['dest']} (the copy completed) "
-                        f"but could not be verified there for "
-                        f"{self.conf.conductor.verify_timeout_seconds} s: {_reason(exc)}"))
-                    return
-                LOG.warning('migration %s: cannot verify on %s yet (%s); asking again in '
-                            '%.0f s', self.mid[:8], rec['dest'], _reason(exc), pause)
-                time.sleep(pause)
-                pause = min(2 * pause, 15.0)
+                why = _reason(exc)
+            if time.monotonic() + pause > deadline:
+                self.set(status='failed', error=(
+                    f"the guest was handed over to {rec['dest']} (the copy completed) but "
+                    f"could not be verified there for {timeout} s: {why}"))
+                return
+            LOG.warning('migration %s: cannot verify on %s yet (%s); asking again in %.0f s',
+                        self.mid[:8], rec['dest'], why, pause)
+            time.sleep(pause)
+            pause = min(2 * pause, 15.0)
         if not isinstance(answer, dict) or not answer.get('ok'):
             self.set(status='failed', error=f"post_verify on {rec['dest']}: "
                      f"{(answer or {}).get('reason') if isinstance(answer, dict) else answer}")
@@ -383,14 +405,27 @@ class MigrationWorkflow:
         aborted = bool(rec.get('abort_requested'))
         self.set(status='rolling-back', error=reason)
         sid = self.db.add_step(self.mid, 'rollback', rec['source'])
-        job = _safe_call(lambda: self.agents.get_job(self.rpc_ctxt, rec['source'],
-                                                     instance=rec['instance']))
+        # The facts come from the agents. One that does not answer (it is
+        # restarting, the broker is away) is asked again for a while: a
+        # record finished on "seen nowhere" could say 'failed' of a guest
+        # whose copy then completes.
+        deadline = time.monotonic() + self.conf.conductor.answer_timeout_seconds
+        job = self._until_answered(deadline, lambda: self.agents.get_job(
+            self.rpc_ctxt, rec['source'], instance=rec['instance']))
         if job.get('active'):
             _safe_call(lambda: self.agents.abort(self.rpc_ctxt, rec['source'],
                                                  instance=rec['instance']))
             self._wait_job_gone(rec)
         hosts = [h for h in (rec['source'], rec.get('dest')) if h]
-        where = self.ctx.locate(rec['instance'], hosts)
+        answered: set = set()
+        pause = 1.0
+        while True:
+            answered.clear()
+            where = self.ctx.locate(rec['instance'], hosts, answered=answered)
+            if answered >= set(hosts) or time.monotonic() + pause > deadline:
+                break
+            time.sleep(pause)
+            pause = min(2 * pause, 15.0)
         dest = rec.get('dest')
         if dest and where.get(dest) == 'running' and rec['source'] not in where:
             # The switch-over happened after all: the guest lives on the
@@ -399,7 +434,8 @@ class MigrationWorkflow:
                                 'verifying instead of rolling back', data={'where': where})
             self._verify(self.record())
             return
-        problems = []
+        problems = [f'{h} did not answer: where the guest runs there is unknown'
+                    for h in hosts if h not in answered]
         if where.get(rec['source']) not in ('running', 'paused'):
             problems.append(f'guest not found running on the source (seen: {where or "nowhere"})')
         if dest and dest in where and rec['source'] in where:
@@ -409,6 +445,17 @@ class MigrationWorkflow:
                             message='; '.join(problems) or None, data={'where': where})
         final_reason = reason + (' | ' + '; '.join(problems) if problems else '')
         self.set(status='aborted' if aborted else 'failed', error=final_reason)
+
+    def _until_answered(self, deadline: float, fn) -> dict:
+        """``fn``'s answer; while it fails (no answer), asked again with a
+        growing pause until ``deadline``; then the failure (``ok: False``)."""
+        pause = 1.0
+        while True:
+            answer = _safe_call(fn)
+            if answer.get('ok') is not False or time.monotonic() + pause > deadline:
+                return answer
+            time.sleep(pause)
+            pause = min(2 * pause, 15.0)
 
     def _wait_job_gone(self, rec: dict, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

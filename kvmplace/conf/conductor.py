@@ -41,12 +41,14 @@ OPTS = [
         help='A migration the conductor has heard nothing about for this '
              'long is checked with the source agent and failed if no job runs.'),
     cfg.IntOpt(
-        'verify_timeout_seconds', default=300, min=1,
-        help='How long the conductor keeps asking a destination that does '
-             'not answer (its agent or libvirtd down) to verify a guest whose '
-             'copy has completed. The guest cannot go back to its source by '
-             'then, so the record stays "verifying" meanwhile and is failed '
-             'only when this runs out.'),
+        'answer_timeout_seconds', default=300, min=1,
+        help='How long the conductor keeps asking agents that do not answer '
+             '(agent or libvirtd down, broker away) when it needs their answer '
+             'to record a true outcome: a destination asked to verify a guest '
+             'whose copy has completed (the guest cannot go back to its source '
+             'by then, so the record stays "verifying" meanwhile and is failed '
+             'only when this runs out), and the source and destination asked '
+             'where a guest runs during a rollback.'),
     cfg.IntOpt(
         'monitor_interval_seconds', default=2, min=1,
         help='How often the conductor checks running migrations whose agent '

@@ -7,7 +7,7 @@ with in-memory agents (fakes.py), so each decision is pinned down quickly:
 - the destination cannot be asked to verify a guest whose copy completed:
   the record stays 'verifying' (no rollback is possible, and 'failed'
   would misstate where the guest runs) and completes once it answers, or
-  fails after [conductor] verify_timeout_seconds saying why.
+  fails after [conductor] answer_timeout_seconds saying why.
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ class UnreachableDestination(fakes.FakeAgents):
 
 
 def _start(conf, db, cloud, timeout_s: int):
-    conf.set_override('verify_timeout_seconds', timeout_s, group='conductor')
+    conf.set_override('answer_timeout_seconds', timeout_s, group='conductor')
     agents = UnreachableDestination(cloud, migrate_seconds=0.2)
     mgr, _ = make(conf, db, cloud)
     mgr.agents = agents
@@ -106,3 +106,110 @@ def test_verification_gives_up_after_the_timeout_and_says_why(conf, db, cloud):
     assert 'handed over to h2' in final['error'] and 'could not be verified' in final['error']
     assert cloud.guests['vm1']['host'] == 'h2'          # where it really is
     assert final['status'] in db_api.FINAL_STATUSES
+
+
+class LostReply(fakes.FakeAgents):
+    """The migrate request reaches the agent (or not, with ``start=False``)
+    but its reply is lost: the caller sees a timeout."""
+
+    def __init__(self, *args, start: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.start = start
+
+    def migrate(self, ctxt, host, **kwargs):
+        if self.start:
+            super().migrate(ctxt, host, **kwargs)
+        else:
+            self._check(host, 'migrate')
+        raise TimeoutError('no reply in time')
+
+
+def _lost_reply(conf, db, cloud, start: bool):
+    agents = LostReply(cloud, start=start, migrate_seconds=2.0)
+    mgr, _ = make(conf, db, cloud)
+    mgr.agents = agents
+    agents.conductor = mgr
+    return mgr, agents, mgr.migrate({}, 'vm1', dest='h2')
+
+
+def test_a_lost_migrate_reply_does_not_abort_the_copy(conf, db, cloud):
+    mgr, agents, rec = _lost_reply(conf, db, cloud, start=True)
+    final = wait_final(mgr, rec['id'], timeout=60)
+    assert final['status'] == 'completed', final
+    assert cloud.guests['vm1']['host'] == 'h2'
+    assert ('abort', 'h1') not in agents.calls
+    assert 'no_answer' in [s['name'] for s in final['steps']]
+
+
+def test_a_lost_migrate_request_fails_truthfully(conf, db, cloud):
+    mgr, agents, rec = _lost_reply(conf, db, cloud, start=False)
+    final = wait_final(mgr, rec['id'], timeout=60)
+    assert final['status'] == 'failed', final
+    assert 'no job' in final['error']
+    assert cloud.guests['vm1']['host'] == 'h1'
+    assert cloud.pins['vm1'] == '0-1'                   # the pre-pin was undone
+
+
+class SilentForAWhile(fakes.FakeAgents):
+    """The source agent fails its migration, then does not answer at all
+    for ``silent_s`` (restarting, broker away)."""
+
+    def __init__(self, *args, silent_s: float = 3.0, **kwargs):
+        super().__init__(*args, fail_migration=True, **kwargs)
+        self.silent_s = silent_s
+        self.silent_until = None
+
+    def _finish(self, migration_id, instance, status, error, elapsed=0.0):
+        self.silent_until = time.monotonic() + self.silent_s
+        super()._finish(migration_id, instance, status, error, elapsed)
+
+    def _check(self, host, method):
+        super()._check(host, method)
+        if host == 'h1' and self.silent_until and time.monotonic() < self.silent_until:
+            raise TimeoutError(f'{host} does not answer')
+
+
+def test_a_rollback_waits_for_the_facts(conf, db, cloud):
+    agents = SilentForAWhile(cloud, migrate_seconds=0.2)
+    mgr, _ = make(conf, db, cloud)
+    mgr.agents = agents
+    agents.conductor = mgr
+    rec = mgr.migrate({}, 'vm1', dest='h2')
+    final = wait_final(mgr, rec['id'], timeout=60)
+    assert final['status'] == 'failed'
+    # Concluded on the source's answer, not on "seen nowhere".
+    assert 'nowhere' not in final['error'] and 'did not answer' not in final['error'], final
+    rollback = [s for s in final['steps'] if s['name'] == 'rollback'][0]
+    assert rollback['status'] == 'ok' and rollback['data']['where'] == {'h1': 'running'}
+    assert cloud.pins['vm1'] == '0-1'
+
+
+class LostPinReply(fakes.FakeAgents):
+    """pre_pin pins, but its reply is lost; then the copy fails."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, fail_migration=True, **kwargs)
+
+    def get_host_state(self, ctxt, host):
+        state = super().get_host_state(ctxt, host)
+        for guest in state['instances']:
+            guest['emulator_cpus'] = self.cloud.pins[guest['name']]
+        return state
+
+    def pre_pin(self, ctxt, host, instance, node=None):
+        super().pre_pin(ctxt, host, instance, node)
+        raise TimeoutError('no reply in time')
+
+
+def test_a_lost_pre_pin_reply_leaves_no_stale_pinning(conf, db, cloud):
+    agents = LostPinReply(cloud, migrate_seconds=0.2)
+    mgr, _ = make(conf, db, cloud)
+    mgr.agents = agents
+    agents.conductor = mgr
+    for name in cloud.hosts:
+        mgr.report_state({}, agents.get_host_state({}, name))
+    rec = mgr.migrate({}, 'vm1', dest='h2')
+    final = wait_final(mgr, rec['id'], timeout=60)
+    assert final['status'] == 'failed'
+    assert final['pin'] == {'previous_cpus': '0-1', 'uncertain': True}
+    assert cloud.pins['vm1'] == '0-1'                   # restored, though never answered
