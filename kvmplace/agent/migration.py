@@ -203,7 +203,9 @@ class Monitor:
         if self.downtime_set or stats.get('type', _JOB_NONE) == _JOB_NONE:
             return
         try:
-            self.dom.migrateSetMaxDowntime(int(self.plan.max_downtime_ms), 0)
+            # QEMU's limit leaves room for the fixed switch-over cost, so
+            # the guest's whole pause stays within max_downtime_ms.
+            self.dom.migrateSetMaxDowntime(estimator.downtime_target_ms(self.plan.params), 0)
             self.downtime_set = True
         except libvirt.libvirtError as exc:
             LOG.debug('max downtime not set yet on %s: %s', self.job.instance, exc)

@@ -315,3 +315,20 @@ def test_eta_is_none_when_it_cannot_converge():
     assert estimator.eta_seconds(1000, 0, 0, DEFAULT) is None
     # Converging too slowly for max_rounds.
     assert estimator.eta_seconds(1000, 99, 100, estimator.ModelParams(max_rounds=3)) is None
+
+
+def test_qemu_gets_the_downtime_budget_less_the_switchover_cost():
+    params = estimator.ModelParams(max_downtime_ms=500, switchover_overhead_ms=235)
+    assert estimator.downtime_target_ms(params) == 265
+    assert estimator.downtime_target_ms(DEFAULT) == DEFAULT.max_downtime_ms
+    # A fixed cost that eats the budget still leaves QEMU a tenth of it.
+    assert estimator.downtime_target_ms(
+        estimator.ModelParams(max_downtime_ms=100, switchover_overhead_ms=400)) == 10
+
+
+def test_predicted_pause_stays_within_the_budget_with_a_switchover_cost():
+    params = estimator.ModelParams(max_downtime_ms=500, switchover_overhead_ms=235)
+    for dirty in (5, 20, 60, 90):
+        run = estimator.precopy(4096, dirty, 110, params)
+        assert run.converges
+        assert run.downtime_ms <= 500

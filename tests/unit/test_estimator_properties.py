@@ -158,7 +158,7 @@ def test_bandwidth_is_its_least_term_and_names_it(path, src_h, dst_h, eff, cap_s
 @given(st.floats(min_value=0, max_value=1e6), dirty, rate, params())
 def test_eta_from_live_statistics(remaining, d, r, p):
     eta = estimator.eta_seconds(remaining, d, r, p)
-    window = r * p.max_downtime_ms / 1000
+    window = r * estimator.downtime_target_ms(p) / 1000
     if remaining <= window:
         # Only the final copy is left.
         assert eta == remaining / r

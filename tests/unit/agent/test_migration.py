@@ -210,3 +210,11 @@ def _alive(conn) -> bool:
         return bool(conn.isAlive())
     except libvirt.libvirtError:
         return False
+
+
+def test_qemu_downtime_limit_leaves_room_for_the_switchover_cost(agent_conf):
+    agent_conf.set_override('switchover_overhead_ms', 200, group='estimator')
+    dom = ScriptedDomain([_stats(400)])
+    monitor, _ = _monitor(agent_conf, dom, max_downtime_ms=500)
+    monitor._apply_downtime(_stats(400))
+    assert dom.calls == ['downtime 300']
