@@ -53,6 +53,7 @@ class ConductorManager:
             conf.conductor.max_concurrent_total, self._link_capacity)
         self._topology: Optional[topo.Topology] = None
         self._stopping = threading.Event()
+        self._lost_casts, self._lost_warned = 0, -1e9   # see _cast_not_stored
         self._executors: dict = {}
 
     # -- shared context for workflows -----------------------------------------
@@ -246,7 +247,21 @@ class ConductorManager:
         except InvalidInput as exc:
             LOG.warning('host report dropped: %s', exc)
             return
-        self.db.report_host(state['name'], state, time.time())
+        try:
+            self.db.report_host(state['name'], state, time.time())
+        except db_api.DatabaseError as exc:
+            self._cast_not_stored('host report', exc)
+
+    def _cast_not_stored(self, what: str, exc: Exception) -> None:
+        """A cast the database would not take (full or read-only disk):
+        one warning line every 30 s with a count, not an ERROR traceback
+        per report (three hosts reporting every 2 s flooded the log)."""
+        now = time.monotonic()
+        self._lost_casts += 1
+        if now - self._lost_warned >= 30.0:
+            LOG.warning('%s not stored (%d casts lost since the last warning): %s',
+                        what, self._lost_casts, exc)
+            self._lost_warned, self._lost_casts = now, 0
 
     def _agent_cast(self, what: str, migration_id, check, payload) -> Optional[tuple]:
         """(record, payload) of a valid cast about an unfinished migration,
@@ -256,6 +271,9 @@ class ConductorManager:
             migration_id = v.uuid('migration_id', migration_id)
             payload = check(payload)
             rec = self.db.get_migration(migration_id, steps=False)
+        except db_api.DatabaseError as exc:
+            self._cast_not_stored(what, exc)
+            return None
         except (InvalidInput, NotFound) as exc:
             LOG.warning('%s dropped: %s', what, exc)
             return None
@@ -275,12 +293,15 @@ class ConductorManager:
         step_id = (rec.get('progress') or {}).get('step_id')
         data = dict(progress)
         data['step_id'] = step_id
-        self.db.update_migration(migration_id, progress=data)
-        phase = data.get('phase')
-        if phase and phase != waiter.phase:
-            waiter.phase = phase
-            self.db.add_step(migration_id, 'progress', rec['source'], message=phase,
-                             data=progress, finished=True)
+        try:
+            self.db.update_migration(migration_id, progress=data)
+            phase = data.get('phase')
+            if phase and phase != waiter.phase:
+                self.db.add_step(migration_id, 'progress', rec['source'], message=phase,
+                                 data=progress, finished=True)
+                waiter.phase = phase
+        except db_api.DatabaseError as exc:
+            self._cast_not_stored('migration progress', exc)
         self.notify('progress', rec, {'progress': progress})
 
     def migration_finished(self, ctxt, migration_id: str, result: dict) -> None:

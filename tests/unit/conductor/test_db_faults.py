@@ -189,9 +189,9 @@ def test_a_migration_resumes_when_the_database_works_again(db, cloud, monkeypatc
         monkeypatch.setattr(db, name, failing(getattr(db, name)))
     rec = mgr.migrate({}, 'vm1', dest='h2')
     deadline = time.monotonic() + 20
-    while mgr.get_migration({}, rec['id'])['status'] != 'migrating':
+    while 'vm1' not in agents.jobs:                     # the copy has started
         assert time.monotonic() < deadline
-        time.sleep(0.02)
+        time.sleep(0.01)
     broken['on'] = True
     deadline = time.monotonic() + 20
     # Until the workflow has tried, and failed, to record the agent's result.
@@ -224,4 +224,18 @@ def test_a_drain_pauses_while_the_database_fails(db, cloud, monkeypatch):
     # h3 runs no guest: once the database answered, the drain completed.
     assert final['status'] == 'completed', final
     assert calls['n'] >= 3
+    mgr.stop()
+
+
+def test_agent_casts_on_a_read_only_database_are_warned_once(db, cloud, caplog):
+    """Reports keep coming while the disk is full: each is lost, but the
+    log gets one warning line, not an ERROR traceback per report."""
+    mgr, agents = _manager(db, cloud)
+    _pragma(db, 'PRAGMA query_only = ON')
+    with caplog.at_level('WARNING'):
+        for _ in range(10):
+            mgr.report_state({}, agents.get_host_state({}, 'h1'))
+    lines = [r for r in caplog.records if 'not stored' in r.getMessage()]
+    assert len(lines) == 1 and 'readonly' in lines[0].getMessage()
+    assert not any(r.exc_info for r in caplog.records)
     mgr.stop()
