@@ -85,9 +85,10 @@ class ConductorManager:
         made with. Returns the path's updated row (with ``observed_mibps``),
         or None when the migration teaches nothing about the path: learning
         is off, it did not complete in pre-copy, it was too small to
-        measure or moved less than half its memory (mostly zero pages), or
-        a bandwidth cap (a drain's planned share) set its pace rather than
-        the path.
+        measure or moved less than half its memory (mostly zero pages), a
+        bandwidth cap (a drain's planned share) set its pace rather than the
+        path, or it ran while other migrations used its source or
+        destination.
         """
         if not self.conf.estimator.learn_path_throughput:
             return None
@@ -113,6 +114,12 @@ class ConductorManager:
             return None
         cap = policy.bandwidth_cap_mibps
         if cap and mibps >= 0.85 * float(cap):
+            return None
+        if self.db.overlapping_migrations(rec['id']):
+            # It shared its source or destination (CPUs, memory bandwidth,
+            # NIC) with other migrations: its pace is the crowd's, not the
+            # path's. Seen on the lab: three parallel drain migrations
+            # taught their paths half their real rate.
             return None
         try:
             row = self.db.record_path_rate(rec['source'], rec['dest'], mibps,

@@ -283,6 +283,23 @@ class Database:
             s.flush()
             return models.to_dict(row)
 
+    def overlapping_migrations(self, migration_id: str) -> list[dict]:
+        """Other migrations that copied data to or from this one's hosts
+        while it was copying (started, and not finished before it started)."""
+        m = models.MigrationRecord
+        with self.session() as s:
+            row = s.get(m, migration_id)
+            if row is None or row.started_at is None:
+                return []
+            hosts = [h for h in (row.source, row.dest) if h]
+            q = sa.select(m).where(
+                m.id != row.id, m.started_at.is_not(None),
+                sa.or_(m.source.in_(hosts), m.dest.in_(hosts)),
+                sa.or_(m.finished_at.is_(None), m.finished_at > row.started_at))
+            if row.finished_at is not None:
+                q = q.where(m.started_at < row.finished_at)
+            return [models.to_dict(r) for r in s.scalars(q)]
+
     def path_rates(self) -> dict[tuple[str, str], float]:
         """(source, dest) -> learned MiB/s, for the scheduler's inventory."""
         with self.session() as s:

@@ -210,3 +210,24 @@ def test_results_without_measurements_teach_nothing(conf, db):  # noqa: F811
     final = wait_final(mgr, mgr.migrate({}, 'vm1', dest='h2')['id'])
     assert final['status'] == 'completed'
     assert db.path_rates() == {}
+
+
+def test_migrations_sharing_a_host_teach_nothing(conf, db):  # noqa: F811
+    conf.set_override('max_concurrent_per_source', 4, group='conductor')
+    cloud = fakes.FakeCloud({'h1': _host(link=10000, mem=65536), 'h2': _host(link=10000,
+                                                                            mem=65536)})
+    cloud.add_guest('a', 'h1', memory_mib=1024)
+    cloud.add_guest('b', 'h1', memory_mib=1024)
+    mgr, agents = _make(conf, db, cloud)
+    agents.migrate_seconds = 0.5
+    first = mgr.migrate({}, 'a', dest='h2')
+    second = mgr.migrate({}, 'b', dest='h2')
+    fa, fb = wait_final(mgr, first['id']), wait_final(mgr, second['id'])
+    assert fa['status'] == fb['status'] == 'completed'
+    assert db.overlapping_migrations(fa['id']) and db.overlapping_migrations(fb['id'])
+    assert db.path_rates() == {}
+    # Alone, the next one teaches.
+    cloud.add_guest('c', 'h1', memory_mib=1024)
+    mgr.report_state({}, agents.get_host_state({}, 'h1'))
+    wait_final(mgr, mgr.migrate({}, 'c', dest='h2')['id'])
+    assert ('h1', 'h2') in db.path_rates()
