@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""What kvmplace's orchestration adds to a bare libvirt live migration.
+
+The same guest migrates back and forth between two lab hosts, alternately
+through kvmplace (``kvmplace migrate GUEST --to HOST --wait``: CLI ->
+kvmplace-conductor -> kvmplace-agent -> libvirt, over RabbitMQ on a private
+vhost) and with bare libvirt (kvmplace.lab.measure.migrate: one
+``migrateToURI3`` call, same flags, same 500 ms max downtime). Each
+repetition does four moves - kvmplace there, bare back, bare there,
+kvmplace back - so both sides cross the link in both directions equally
+often.
+
+Figures (medians over the repetitions):
+
+- ``bare_seconds``: wall time of the bare ``migrateToURI3`` call.
+- ``kvmplace_record_seconds``: the migration record's created_at ->
+  finished_at: everything the conductor does for one migration (schedule,
+  check_destination, admission, pre_pin, migrate with progress, post_verify,
+  every step written to the database first).
+- ``overhead_seconds`` = kvmplace_record_seconds - bare_seconds: what
+  kvmplace adds over bare libvirt for the same migration.
+- ``overhead_in_record_seconds``: per kvmplace migration, the record's
+  duration minus the migration time the agent measured around its own
+  ``migrateToURI3`` call (the part that is orchestration by construction).
+- ``kvmplace_cli_wall_seconds``: wall time of the whole CLI command,
+  including starting the ``kvmplace`` Python process (reported, not the
+  figure of merit: a cloud scheduler calls the conductor over RPC).
+
+Prints one JSON line with --json.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import labbench  # noqa: E402
+
+from kvmplace import objects  # noqa: E402
+
+LINKS = [10000, 10000]
+GUEST = 'lab-vm1'
+HOSTS = ('lab-h1', 'lab-h2')
+MAX_DOWNTIME_MS = 500
+
+
+def _ts(text: str) -> float:
+    return dt.datetime.fromisoformat(text.rstrip('Z')).replace(
+        tzinfo=dt.timezone.utc).timestamp()
+
+
+def bare(dest: str) -> dict:
+    from kvmplace.lab import measure
+    result = measure.migrate(GUEST, dest, max_downtime_ms=MAX_DOWNTIME_MS)
+    return {'side': 'bare', 'dest': dest, 'seconds': round(result.wall_seconds, 3),
+            'downtime_ms': result.stats.get('downtime')}
+
+
+def through_kvmplace(stack: labbench.Stack, dest: str) -> dict:
+    t0 = time.monotonic()
+    rec = stack.cli('migrate', GUEST, '--to', dest, '--wait')
+    wall = time.monotonic() - t0
+    if rec.get('status') != 'completed':
+        raise RuntimeError(f'kvmplace migrate failed: {rec.get("status")} {rec.get("error")}')
+    record = _ts(rec['finished_at']) - _ts(rec['created_at'])
+    result = rec.get('result') or {}
+    steps = {}
+    for s in rec.get('steps') or []:
+        if s.get('finished_at') and s['name'] != 'progress':
+            steps[s['name']] = round(_ts(s['finished_at']) - _ts(s['started_at']), 3)
+    return {'side': 'kvmplace', 'dest': dest, 'record_seconds': round(record, 3),
+            'agent_seconds': result.get('elapsed_seconds'),
+            'in_record_overhead_seconds': round(record - result['elapsed_seconds'], 3),
+            'cli_wall_seconds': round(wall, 3), 'downtime_ms': result.get('downtime_ms'),
+            'steps': steps}
+
+
+def wait_seen(stack: labbench.Stack, host: str, timeout_s: float = 30.0) -> None:
+    """The conductor's view has the guest on ``host`` (agents report every
+    second), so kvmplace is not handed a stale placement."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if GUEST in (stack.cli('hosts', 'show', host).get('instances') or []):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f'the conductor does not see {GUEST} on {host}')
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--json', action='store_true', help='print one JSON line')
+    parser.add_argument('--keep-lab', action='store_true', help='leave the lab up')
+    parser.add_argument('--repeats', type=int, default=6,
+                        help='repetitions of the four moves (default 6)')
+    parser.add_argument('--memory', type=int, default=256, help='guest memory, MiB')
+    args = parser.parse_args(argv)
+    why = labbench.require_lab_tools()
+    if why:
+        sys.stderr.write(f'overhead_bench: {why}\n')
+        return 2
+    started = time.monotonic()
+    mix = [{'kind': 'linux', 'memory_mib': args.memory, 'buffer_mib': args.memory // 2,
+            'dirty_rate_mibps': 0, 'fill': True, 'host': HOSTS[0]}]
+    runs = []
+    with labbench.lab('overhead_bench', len(LINKS), LINKS, mix, keep=args.keep_lab) as state, \
+            tempfile.TemporaryDirectory(prefix='kvmplace-overhead-') as tmp:
+        stack = labbench.Stack(state, tmp, estimator={},
+                               extra={'agent': {'dirty_rate_interval_seconds': 600}})
+        try:
+            stack.wait_ready()
+            there, back = HOSTS[1], HOSTS[0]
+            # Warm-up: one move each way, not counted.
+            through_kvmplace(stack, there)
+            bare(back)
+            wait_seen(stack, back)
+            for rep in range(args.repeats):
+                for side, dest in (('kvmplace', there), ('bare', back), ('bare', there),
+                                   ('kvmplace', back)):
+                    if side == 'kvmplace':
+                        wait_seen(stack, there if dest == back else back)
+                        run = through_kvmplace(stack, dest)
+                    else:
+                        run = bare(dest)
+                    run['repeat'] = rep + 1
+                    runs.append(run)
+                    labbench.log(f"{rep + 1}: {side} -> {dest}: "
+                                 f"{run.get('record_seconds') or run.get('seconds')} s")
+        finally:
+            stack.stop()
+    kvm = [r for r in runs if r['side'] == 'kvmplace']
+    bare_runs = [r for r in runs if r['side'] == 'bare']
+    bare_s = labbench.median(r['seconds'] for r in bare_runs)
+    record_s = labbench.median(r['record_seconds'] for r in kvm)
+    step_names = sorted({n for r in kvm for n in r['steps']})
+    out = {
+        'benchmark': 'overhead',
+        'bare_seconds': bare_s,
+        'kvmplace_record_seconds': record_s,
+        'overhead_seconds': round(record_s - bare_s, 3),
+        'overhead_in_record_seconds': labbench.median(r['in_record_overhead_seconds']
+                                                      for r in kvm),
+        'kvmplace_agent_seconds': labbench.median(r['agent_seconds'] for r in kvm),
+        'kvmplace_cli_wall_seconds': labbench.median(r['cli_wall_seconds'] for r in kvm),
+        'step_seconds_median': {n: labbench.median(r['steps'].get(n) for r in kvm)
+                                for n in step_names},
+        'repeats': args.repeats, 'guest_memory_mib': args.memory,
+        'runs': runs, 'machine': labbench.machine(),
+        'runtime_seconds': round(time.monotonic() - started, 1),
+    }
+    if args.json:
+        print(json.dumps(objects.plain(out), sort_keys=True))
+    else:
+        print(f"bare {bare_s} s, kvmplace record {record_s} s: overhead "
+              f"{out['overhead_seconds']} s (in-record {out['overhead_in_record_seconds']} s)")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
