@@ -295,9 +295,10 @@ def main(argv=None) -> int:
                                  f'{run["makespan_seconds"]:.1f} s')
         finally:
             stack.stop()
-    k = labbench.median(r['makespan_seconds'] for r in runs['kvmplace'])
-    n = labbench.median(r['makespan_seconds'] for r in runs['nova'])
-    s = labbench.median(r['makespan_seconds'] for r in runs['same-dest'])
+    def med(kind, key='makespan_seconds'):
+        value = labbench.median(r[key] for r in runs[kind])
+        return None if value is None else round(value, 3)
+    k, n, s = med('kvmplace'), med('nova'), med('same-dest')
     max_down = max(m['downtime_ms'] or 0 for r in runs['kvmplace'] for m in r['migrations'])
     out = {
         'benchmark': 'drain',
@@ -311,10 +312,8 @@ def main(argv=None) -> int:
                                         default=None),
         'same_dest_sequential_makespan_seconds': s,
         'ratio_parallelism_only': round(k / s, 3) if k and s else None,
-        'kvmplace_cli_wall_seconds': labbench.median(r['cli_wall_seconds']
-                                                     for r in runs['kvmplace']),
-        'kvmplace_predicted_makespan_seconds': labbench.median(
-            r['predicted_makespan_seconds'] for r in runs['kvmplace']),
+        'kvmplace_cli_wall_seconds': med('kvmplace', 'cli_wall_seconds'),
+        'kvmplace_predicted_makespan_seconds': med('kvmplace', 'predicted_makespan_seconds'),
         'runs': runs,
         'reset_seconds': resets,
         'scenario': {'source': SOURCE, 'links_mbps': dict(zip(
