@@ -8,6 +8,18 @@ guest runs on exactly one host, restore the source pinning) and record why.
 Every status change and step is committed before the next step starts.
 ``run`` looks at the record's status first, so the same code resumes a
 migration after a conductor restart (the "recovery" of the issue).
+
+Faults (tests/integration/test_faults.py shows each on the lab): a final
+status is only recorded on facts from the agents. A call that gets no
+answer (agent dead or restarting, broker away) is not a refusal: the
+conductor asks again - a lost migrate reply leads to asking the source
+what runs, a rollback waits for the source and destination to say where
+the guest is, post_verify is retried while the destination cannot be
+asked (the guest has left its source by then: there is nothing to roll
+back to). The copy itself is libvirt's peer-to-peer job and survives the
+source agent; a restarted agent only knows that libvirt runs a job, which
+is taken to be this migration's. How long to keep asking:
+[conductor] answer_timeout_seconds.
 """
 from __future__ import annotations
 
