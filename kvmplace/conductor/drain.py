@@ -103,10 +103,15 @@ class DrainExecutor:
             host = record['host']
             if host not in inventory.hosts:
                 raise NotFound(f'host "{host}" no longer reports')
-            on_host = [i.name for i in inventory.instances_on(host)]
+            # A guest whose migration of this drain completed was verified
+            # on its destination; the host's last report may still list it
+            # (reports are up to report_interval old, older while the
+            # broker is away - seen on the lab: the guest was planned and
+            # started again). It has left, and is never planned again.
+            on_host = [i.name for i in inventory.instances_on(host) if i.name not in done]
             busy_names = {m['instance'] for m in running}
             gave_up = [n for n in on_host if n not in busy_names and tries.get(n, 0) >= MAX_TRIES]
-            exclude = tuple(busy_names | set(gave_up))
+            exclude = tuple(busy_names | set(gave_up) | done)
             todo = [n for n in on_host if n not in exclude]
             if not todo and not running:
                 unplaced = [{'instance': n, 'reason': last_error.get(n, 'migration failed')}

@@ -16,7 +16,7 @@ import time
 
 from kvmplace.conductor.db import api as db_api
 from tests.unit.conductor import fakes
-from tests.unit.conductor.test_workflow import cloud, conf, db, make, wait_final  # noqa: F401
+from tests.unit.conductor.test_workflow import _host, cloud, conf, db, make, wait_final  # noqa: F401,E501
 
 
 class RestartedSourceAgent(fakes.FakeAgents):
@@ -213,3 +213,26 @@ def test_a_lost_pre_pin_reply_leaves_no_stale_pinning(conf, db, cloud):
     assert final['status'] == 'failed'
     assert final['pin'] == {'previous_cpus': '0-1', 'uncertain': True}
     assert cloud.pins['vm1'] == '0-1'                   # restored, though never answered
+
+
+def test_a_drain_never_moves_a_guest_twice_on_stale_reports(conf, db):
+    """Agents report every few seconds (and not at all while the broker is
+    away): right after a guest's migration completes, its old host's last
+    report still lists it. The drain must not plan it again."""
+    cloud = fakes.FakeCloud({'h1': _host(mem=65536), 'h2': _host(mem=65536),
+                             'h3': _host(mem=65536, link=1000)})
+    for i in range(3):
+        cloud.add_guest(f'g{i}', 'h1', memory_mib=2048)
+    mgr, agents = make(conf, db, cloud, migrate_seconds=0.2)
+    drain = mgr.drain({}, 'h1')
+    # No report after this point: the stored states stay as they were.
+    deadline = time.monotonic() + 60
+    while mgr.get_drain({}, drain['id'])['status'] == 'running':
+        assert time.monotonic() < deadline, mgr.get_drain({}, drain['id'])
+        time.sleep(0.1)
+    rec = mgr.get_drain({}, drain['id'])
+    assert rec['status'] == 'completed', rec
+    assert sorted(m['instance'] for m in rec['migrations']) == ['g0', 'g1', 'g2']
+    assert all(m['status'] == 'completed' for m in rec['migrations'])
+    assert all(g['host'] != 'h1' for g in cloud.guests.values())
+    mgr.stop()
