@@ -255,12 +255,12 @@ def main(argv=None) -> int:
     if why:
         sys.stderr.write(f'drain_bench: {why}\n')
         return 2
-    started = time.monotonic()
     runs: dict[str, list[dict]] = {'kvmplace': [], 'nova': [], 'same-dest': []}
     resets = []
     with labbench.lab('drain_bench', len(LINKS), LINKS, guest_mix(),
                       keep=args.keep_lab) as state, \
             tempfile.TemporaryDirectory(prefix='kvmplace-drain-') as tmp:
+        lab_started = state['bench_locked_at']
         warm_up(state)
         slow = slow_down(state, not args.no_emulate_slow_memory)
         labbench.log(f'slow memory: {slow}')
@@ -322,7 +322,7 @@ def main(argv=None) -> int:
             'background_guests': [{'host': h, 'memory_mib': m} for h, m in BACKGROUND],
             'slow_memory': slow},
         'machine': labbench.machine(),
-        'runtime_seconds': round(time.monotonic() - started, 1),
+        'runtime_seconds': round(time.monotonic() - lab_started, 1),
     }
     if args.json:
         print(json.dumps(objects.plain(out), sort_keys=True))

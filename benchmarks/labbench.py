@@ -104,6 +104,7 @@ def lab(who: str, hosts: int, links: list[int], mix: list[dict],
     # A plain `kill` must still take the lab down and release it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     lock.acquire(who)
+    locked_at = time.monotonic()
     try:
         log(f'lab: up --hosts {hosts} --links {",".join(map(str, links))} '
             f'with {len(mix)} guests')
@@ -111,6 +112,8 @@ def lab(who: str, hosts: int, links: list[int], mix: list[dict],
                            linux_accel='tcg', progress=lambda m: log(f'lab: {m}'))
         wait_dirtiers(state)
         log(f'lab: up in {state.get("up_seconds")} s, dirtiers running')
+        #: When this benchmark got the lab: runtimes exclude the wait for it.
+        state['bench_locked_at'] = locked_at
         yield state
     finally:
         try:

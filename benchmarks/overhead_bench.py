@@ -103,12 +103,12 @@ def main(argv=None) -> int:
     if why:
         sys.stderr.write(f'overhead_bench: {why}\n')
         return 2
-    started = time.monotonic()
     mix = [{'kind': 'linux', 'memory_mib': args.memory, 'buffer_mib': args.memory // 2,
             'dirty_rate_mibps': 0, 'fill': True, 'host': HOSTS[0]}]
     runs = []
     with labbench.lab('overhead_bench', len(LINKS), LINKS, mix, keep=args.keep_lab) as state, \
             tempfile.TemporaryDirectory(prefix='kvmplace-overhead-') as tmp:
+        lab_started = state['bench_locked_at']
         stack = labbench.Stack(state, tmp, estimator={},
                                extra={'agent': {'dirty_rate_interval_seconds': 600}})
         try:
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
                                 for n in step_names},
         'repeats': args.repeats, 'guest_memory_mib': args.memory,
         'runs': runs, 'machine': labbench.machine(),
-        'runtime_seconds': round(time.monotonic() - started, 1),
+        'runtime_seconds': round(time.monotonic() - lab_started, 1),
     }
     if args.json:
         print(json.dumps(objects.plain(out), sort_keys=True))
