@@ -296,6 +296,10 @@ def test_rabbitmq_restart_during_a_drain(stack, shared_lab, conductor_api):  # n
         completed = collections.Counter(m['instance'] for m in migs
                                         if m['status'] == 'completed')
         assert all(n == 1 for n in completed.values()), completed      # never twice
+        for m in migs:                     # nor even tried again once moved
+            moved = [c for c in migs if c['instance'] == m['instance'] and
+                     c['status'] == 'completed']
+            assert not moved or m['created_at'] <= moved[0]['created_at'], migs
         assert done['status'] == 'completed', (done, stack.log()[-4000:])
         assert set(completed) == set(guests), (completed, guests)
         for guest in guests:
