@@ -31,7 +31,8 @@ from hypothesis.control import currently_in_test_context
 from kvmplace.cmd import kvmplace as cmd
 from tests.unit.conftest import SAMPLE_INVENTORY
 
-SETTINGS = settings(max_examples=120, deadline=None,
+#: FUZZ_EXAMPLES=2000 for a longer hunt than the default quick run.
+SETTINGS = settings(max_examples=int(os.environ.get('FUZZ_EXAMPLES', 120)), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 

@@ -39,7 +39,8 @@ from kvmplace.exception import KvmplaceError
 from tests.unit.conductor import fakes
 from tests.unit.conductor.test_workflow import _host
 
-SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 80)), deadline=None,
+#: FUZZ_EXAMPLES=2000 for a longer hunt than the default quick run.
+SETTINGS = settings(max_examples=int(os.environ.get('FUZZ_EXAMPLES', 80)), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 
