@@ -16,7 +16,8 @@ import time
 
 from kvmplace.conductor.db import api as db_api
 from tests.unit.conductor import fakes
-from tests.unit.conductor.test_workflow import _host, cloud, conf, db, make, wait_final  # noqa: F401,E501
+from tests.unit.conductor.test_workflow import (  # noqa: F401 - fixtures
+    _host, cloud, conf, db, make, wait_final)
 
 
 class RestartedSourceAgent(fakes.FakeAgents):
