@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Start (or check) the daemons the tests use: RabbitMQ and the root
-# namespace's libvirtd. No systemd here, so they are started by hand and
-# left running; starting twice is harmless.
+# Start (or check) the daemons the tests use: RabbitMQ, the root
+# namespace's libvirtd and a private PostgreSQL cluster. No systemd here, so
+# they are started by hand and left running; starting twice is harmless.
 set -euo pipefail
 cmd=${1:-start}
 
@@ -62,7 +62,64 @@ start_libvirtd() {
   return 1
 }
 
+# A PostgreSQL cluster of the tests' own (not Debian's 15/main, whose
+# configuration belongs to the machine): initdb'd once under $PG_DIR,
+# listening on 127.0.0.1:$PG_PORT and a socket in $PG_DIR/run, password
+# logins over TCP only. A role that may create databases (each test makes
+# and drops its own) and its URL in $PG_DIR/url, which the tests read.
+PG_DIR=${KVMPLACE_TEST_PG_DIR:-/var/lib/kvmplace-test-pg}
+PG_PORT=${KVMPLACE_TEST_PG_PORT:-55432}
+PG_ROLE=kvmplace_test
+
+# One line: what failed and the log's last line (the server's reason).
+pg_fail() {
+  local why
+  why=$(grep -E 'FATAL|ERROR|could not' "$PG_DIR/log" 2>/dev/null | tail -n 1 | cut -c1-200)
+  echo "services: error: PostgreSQL: $*${why:+: $why} (log: $PG_DIR/log)" >&2
+  return 1
+}
+
+start_postgresql() {
+  local bin pg
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -x "$bin/initdb" ] || { pg_fail "no initdb under /usr/lib/postgresql (tools/bootstrap.sh installs it)"; return 1; }
+  pg() { runuser -u postgres -- "$@"; }
+  if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
+    echo "services: creating the test PostgreSQL cluster in $PG_DIR"
+    rm -rf "$PG_DIR/data" "$PG_DIR/url"
+    mkdir -p "$PG_DIR/data" "$PG_DIR/run"; : >"$PG_DIR/log"
+    chown -R postgres:postgres "$PG_DIR"; chmod 0700 "$PG_DIR"
+    pg "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth-local=peer \
+      --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$PG_DIR/log" 2>&1 \
+      || { rm -rf "$PG_DIR/data"; pg_fail "initdb failed"; return 1; }
+    cat >>"$PG_DIR/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_DIR/run'
+max_connections = 200
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+CONF
+  fi
+  if ! pg "$bin/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
+    echo "services: starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    pg "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 60 start >/dev/null 2>&1 \
+      || { pg_fail "pg_ctl start failed"; return 1; }
+  fi
+  if [ ! -s "$PG_DIR/url" ]; then
+    local password
+    password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+    PGOPTIONS='-c client_min_messages=warning' pg "$bin/psql" -h "$PG_DIR/run" -p "$PG_PORT" -X -q -v ON_ERROR_STOP=1 -d postgres \
+      -c "DROP ROLE IF EXISTS $PG_ROLE" \
+      -c "CREATE ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$password'" >/dev/null \
+      || { pg_fail "cannot create role $PG_ROLE"; return 1; }
+    (umask 077; echo "postgresql+psycopg2://$PG_ROLE:$password@127.0.0.1:$PG_PORT/postgres" \
+      >"$PG_DIR/url.tmp" && mv "$PG_DIR/url.tmp" "$PG_DIR/url")
+  fi
+}
+
 case "$cmd" in
-  start) start_rabbitmq; start_libvirtd ;;
+  start) start_rabbitmq; start_libvirtd; start_postgresql ;;
   *) echo "usage: $0 start" >&2; exit 2 ;;
 esac
