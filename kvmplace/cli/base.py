@@ -90,6 +90,10 @@ def load_inventory(parsed_args) -> objects.Inventory:
 def fmt_seconds(seconds: float) -> str:
     if seconds == float('inf'):
         return 'never'
+    if seconds >= 2 * 86400:
+        return f'{seconds / 86400:.1f} d'
+    if seconds >= 2 * 3600:
+        return f'{seconds / 3600:.1f} h'
     if seconds >= 90:
         return f'{seconds / 60:.1f} min'
     return f'{seconds:.1f} s'

@@ -8,6 +8,7 @@ the conductor resumes every unfinished record (recovery).
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -33,7 +34,7 @@ LOG = logging.getLogger(__name__)
 class ConductorManager:
     """RPC endpoint and the shared context of the migration workflows."""
 
-    target = messaging.Target(version='1.0')
+    target = messaging.Target(version='1.1')
 
     def __init__(self, conf, db: db_api.Database, agents, notifier=None,
                  scheduler: Optional[sched.SchedulerManager] = None):
@@ -65,7 +66,8 @@ class ConductorManager:
                                               self.conf.scheduler.host_down_seconds,
                                               self.links)
         if self.conf.estimator.learn_path_throughput:
-            inventory.path_rates = self.db.path_rates()
+            inventory.path_rates = self.db.path_rates(
+                self.conf.estimator.learned_max_age_seconds)
         topology = topo.Topology.from_inventory(inventory)
         self._topology = topology
         return inventory, topology
@@ -123,7 +125,8 @@ class ConductorManager:
             return None
         try:
             row = self.db.record_path_rate(rec['source'], rec['dest'], mibps,
-                                           self.conf.estimator.learning_weight, rec['id'])
+                                           self.conf.estimator.learning_weight, rec['id'],
+                                           self.conf.estimator.learned_max_age_seconds)
         except db_api.DatabaseError as exc:
             LOG.warning('migration %s: path throughput not recorded: %s', rec['id'][:8], exc)
             return None
@@ -428,6 +431,49 @@ class ConductorManager:
         self.db.set_maintenance(v.name('host', host), v.boolean('on', on),
                                 v.text('reason', reason))
         return self.get_host(ctxt, host)
+
+    # -- learned path throughput (API 1.1) ------------------------------------
+    def list_path_rates(self, ctxt) -> list[dict]:
+        """Every learned path with its age and whether predictions use it
+        (``in_use``: learning on and younger than learned_max_age_seconds)."""
+        est = self.conf.estimator
+        max_age = est.learned_max_age_seconds
+        now = dt.datetime.now(dt.timezone.utc)
+        out = []
+        for row in self.db.list_path_rates():
+            updated = _parse_iso(row.get('updated_at'))
+            age = None if updated is None else max(0.0, (now - updated).total_seconds())
+            out.append({'source': row['source'], 'dest': row['dest'],
+                        'mibps': round(float(row['mibps']), 2),
+                        'last_mibps': round(float(row['last_mibps']), 2),
+                        'samples': row['samples'],
+                        'last_migration_id': row.get('last_migration_id'),
+                        'updated_at': row.get('updated_at'),
+                        'age_seconds': None if age is None else round(age, 1),
+                        'in_use': bool(est.learn_path_throughput) and (
+                            not max_age or (age is not None and age <= max_age))})
+        return out
+
+    def forget_path_rates(self, ctxt, source: Optional[str] = None,
+                          dest: Optional[str] = None) -> dict:
+        """Forget learned paths (after a link change): those from ``source``
+        and/or to ``dest``; both None forgets every path. Returns
+        ``{"forgotten": [{"source", "dest", "mibps"}...]}``."""
+        source = None if source is None else v.name('source', source)
+        dest = None if dest is None else v.name('dest', dest)
+        gone = self.db.forget_path_rates(source, dest)
+        if gone:
+            LOG.info('forgot learned throughput of %s',
+                     ', '.join(f"{r['source']} -> {r['dest']}" for r in gone))
+        return {'forgotten': [{'source': r['source'], 'dest': r['dest'],
+                               'mibps': round(float(r['mibps']), 2)} for r in gone]}
+
+
+def _parse_iso(text: Optional[str]) -> Optional[dt.datetime]:
+    """A record's ISO time (models.to_dict: UTC with a 'Z') as an aware datetime."""
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(text.rstrip('Z')).replace(tzinfo=dt.timezone.utc)
 
 
 def _host_summary(row: dict, now: float, down_after: float) -> dict:

@@ -18,6 +18,7 @@ API version history:
   list_migrations, abort_migration, list_hosts, get_host, set_maintenance,
   drain, get_drain, list_drains, rebalance; casts report_state,
   migration_progress, migration_finished
+* 1.1 - list_path_rates, forget_path_rates (learned path throughput)
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from kvmplace import rpc
 
 
 class ConductorAPI:
+    #: What every call asks for unless it needs more (prepare(version=...)),
+    #: so a 1.0 conductor still serves the 1.0 methods of a newer client.
     VERSION = '1.0'
 
     def __init__(self, conf=None, timeout: Optional[int] = None):
@@ -78,6 +81,18 @@ class ConductorAPI:
 
     def set_maintenance(self, ctxt, host: str, on: bool, reason: Optional[str] = None) -> dict:
         return self._call(ctxt, 'set_maintenance', host=host, on=on, reason=reason)
+
+    def list_path_rates(self, ctxt) -> list:
+        """Learned throughput per (source, dest) path, with age and whether
+        predictions use it (1.1)."""
+        return self.client.prepare(version='1.1').call(ctxt or {}, 'list_path_rates')
+
+    def forget_path_rates(self, ctxt, source: Optional[str] = None,
+                          dest: Optional[str] = None) -> dict:
+        """Forget learned paths from ``source`` and/or to ``dest`` (both None:
+        all), e.g. after a link upgrade (1.1)."""
+        return self.client.prepare(version='1.1').call(ctxt or {}, 'forget_path_rates',
+                                                       source=source, dest=dest)
 
     def drain(self, ctxt, host: str, dry_run: bool = False) -> dict:
         """Drain ``host``: the plan (dry run) or the started drain record."""

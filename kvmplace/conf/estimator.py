@@ -81,6 +81,15 @@ OPTS = [
         help='Weight of the newest measurement in a path\'s learned '
              'throughput (exponentially weighted mean); 1.0 keeps only the '
              'last migration.'),
+    cfg.IntOpt(
+        'learned_max_age_seconds', default=7 * 86400, min=0,
+        help='A path\'s learned throughput is used for this long after the '
+             'last migration that taught it; after that the path is predicted '
+             'from link rate x link_efficiency again until a new migration '
+             'crosses it. Links get upgraded, re-cabled and re-routed; a '
+             'figure nobody has confirmed for a week should not outrank the '
+             'inventory. 0 keeps learned figures for ever. Operators can also '
+             'forget a path at once: kvmplace paths forget.'),
 ]
 
 

@@ -10,10 +10,11 @@ rolls back).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import threading
 import uuid as uuidlib
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import alembic.command
 import alembic.config
@@ -173,23 +174,46 @@ class Database:
         """Create a queued migration, refusing a second active one per guest.
 
         The check and the insert share one transaction under a lock, so two
-        concurrent requests for the same guest cannot both get through.
+        requests to this conductor cannot both get through; a unique index
+        (revision 0003) stops a second conductor on the same database.
         """
-        with self._lock, self.session() as s:
+        def refuse_active(s: orm.Session) -> None:
             active = s.scalar(sa.select(models.MigrationRecord.id).where(
                 models.MigrationRecord.instance == instance,
                 models.MigrationRecord.status.in_(ACTIVE_STATUSES)))
             if active:
                 raise KvmplaceError(f'instance "{instance}" is already migrating '
                                     f'(migration {active})')
-            row = models.MigrationRecord(
-                id=str(uuidlib.uuid4()), instance=instance, source=source,
-                requested_dest=requested_dest, status='queued', policy=policy,
-                drain_id=drain_id, conductor=conductor, attempts=[],
-                instance_uuid=instance_uuid)
-            s.add(row)
-            s.flush()
-            return models.to_dict(row)
+
+        return self._insert_unless_taken(refuse_active, lambda: models.MigrationRecord(
+            id=str(uuidlib.uuid4()), instance=instance, source=source,
+            requested_dest=requested_dest, status='queued', policy=policy,
+            drain_id=drain_id, conductor=conductor, attempts=[],
+            instance_uuid=instance_uuid))
+
+    def _insert_unless_taken(self, refuse: Callable[[orm.Session], None],
+                             make_row: Callable[[], models.Base]) -> dict:
+        """Insert ``make_row()`` unless ``refuse`` raises the operator's error.
+
+        ``refuse`` runs under the lock (requests to this conductor) and
+        again when a unique index refused the row: then another conductor
+        committed the same row first, and ``refuse`` names it. Anything
+        else the index or a constraint refused is a DatabaseError line.
+        """
+        try:
+            with self._lock, self.session() as s:
+                refuse(s)
+                row = make_row()
+                s.add(row)
+                try:
+                    s.flush()
+                except sa_exc.IntegrityError as exc:
+                    raise _Taken(exc) from None
+                return models.to_dict(row)
+        except _Taken as taken:
+            with self.session() as s:
+                refuse(s)
+            raise self._error('database ', taken.args[0]) from None
 
     def update_migration(self, migration_id: str, **fields: Any) -> dict:
         with self.session() as s:
@@ -268,13 +292,22 @@ class Database:
 
     # -- learned path throughput ---------------------------------------------
     def record_path_rate(self, source: str, dest: str, mibps: float, weight: float,
-                         migration_id: Optional[str] = None) -> dict:
-        """Fold one observed throughput into the path's weighted mean."""
+                         migration_id: Optional[str] = None,
+                         max_age_seconds: float = 0) -> dict:
+        """Fold one observed throughput into the path's weighted mean.
+
+        A row older than ``max_age_seconds`` (> 0) is no longer used for
+        predictions (path_rates), so it is not blended in either: the path
+        starts again from this measurement."""
         with self._lock, self.session() as s:
             row = s.get(models.PathThroughput, (source, dest))
+            stale = (row is not None and max_age_seconds > 0 and row.updated_at is not None
+                     and row.updated_at < models.utcnow() - dt.timedelta(seconds=max_age_seconds))
             if row is None:
                 row = models.PathThroughput(source=source, dest=dest, mibps=mibps, samples=0)
                 s.add(row)
+            elif stale:
+                row.mibps, row.samples = mibps, 0
             else:
                 row.mibps = weight * mibps + (1.0 - weight) * row.mibps
             row.last_mibps = mibps
@@ -300,13 +333,34 @@ class Database:
                 q = q.where(m.started_at < row.finished_at)
             return [models.to_dict(r) for r in s.scalars(q)]
 
-    def path_rates(self) -> dict[tuple[str, str], float]:
-        """(source, dest) -> learned MiB/s, for the scheduler's inventory."""
+    def path_rates(self, max_age_seconds: float = 0) -> dict[tuple[str, str], float]:
+        """(source, dest) -> learned MiB/s, for the scheduler's inventory.
+
+        ``max_age_seconds`` > 0 leaves out paths no migration has confirmed
+        for that long (they fall back to the nominal link rate)."""
+        t = models.PathThroughput
+        q = sa.select(t.source, t.dest, t.mibps)
+        if max_age_seconds and max_age_seconds > 0:
+            q = q.where(t.updated_at >= models.utcnow() - dt.timedelta(seconds=max_age_seconds))
         with self.session() as s:
-            rows = s.execute(sa.select(models.PathThroughput.source,
-                                       models.PathThroughput.dest,
-                                       models.PathThroughput.mibps))
-            return {(src, dst): float(mibps) for src, dst, mibps in rows}
+            return {(src, dst): float(mibps) for src, dst, mibps in s.execute(q)}
+
+    def forget_path_rates(self, source: Optional[str] = None,
+                          dest: Optional[str] = None) -> list[dict]:
+        """Delete the learned rows matching ``source`` and/or ``dest`` (both
+        None: every row); returns what was deleted."""
+        t = models.PathThroughput
+        q = sa.select(t)
+        if source is not None:
+            q = q.where(t.source == source)
+        if dest is not None:
+            q = q.where(t.dest == dest)
+        with self._lock, self.session() as s:
+            rows = list(s.scalars(q))
+            gone = [models.to_dict(r) for r in rows]
+            for row in rows:
+                s.delete(row)
+            return gone
 
     def list_path_rates(self) -> list[dict]:
         with self.session() as s:
@@ -317,18 +371,20 @@ class Database:
     # -- drains ---------------------------------------------------------------
     def create_drain(self, kind: str, host: Optional[str], plan: dict,
                      status: str = 'running') -> dict:
-        with self._lock, self.session() as s:
-            if kind == 'drain' and host:
-                running = s.scalar(sa.select(models.DrainRecord.id).where(
-                    models.DrainRecord.host == host, models.DrainRecord.kind == 'drain',
-                    models.DrainRecord.status == 'running'))
-                if running:
-                    raise KvmplaceError(f'host "{host}" is already draining (drain {running})')
-            row = models.DrainRecord(id=str(uuidlib.uuid4()), kind=kind, host=host,
-                                     status=status, plan=plan)
-            s.add(row)
-            s.flush()
-            return models.to_dict(row)
+        """Record a drain or rebalance, refusing a second running drain of
+        one host (from this conductor or, by the unique index of revision
+        0003, from another on the same database)."""
+        def refuse_running(s: orm.Session) -> None:
+            if kind != 'drain' or not host:
+                return
+            running = s.scalar(sa.select(models.DrainRecord.id).where(
+                models.DrainRecord.host == host, models.DrainRecord.kind == 'drain',
+                models.DrainRecord.status == 'running'))
+            if running:
+                raise KvmplaceError(f'host "{host}" is already draining (drain {running})')
+
+        return self._insert_unless_taken(refuse_running, lambda: models.DrainRecord(
+            id=str(uuidlib.uuid4()), kind=kind, host=host, status=status, plan=plan))
 
     def update_drain(self, drain_id: str, **fields: Any) -> dict:
         with self.session() as s:
@@ -356,6 +412,10 @@ class Database:
                 q = q.where(models.DrainRecord.status == status)
             q = q.order_by(models.DrainRecord.created_at.desc())
             return [models.to_dict(r) for r in s.scalars(q)]
+
+
+class _Taken(Exception):
+    """A unique index refused an insert (args[0]: the IntegrityError)."""
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -231,3 +231,95 @@ def test_migrations_sharing_a_host_teach_nothing(conf, db):  # noqa: F811
     mgr.report_state({}, agents.get_host_state({}, 'h1'))
     wait_final(mgr, mgr.migrate({}, 'c', dest='h2')['id'])
     assert ('h1', 'h2') in db.path_rates()
+
+
+# --- age and forgetting -----------------------------------------------------------
+
+def _age(db, source: str, dest: str, seconds: float) -> None:
+    """Make a learned row ``seconds`` old (as if no migration had crossed
+    the path since)."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from kvmplace.conductor.db import models
+    t = models.PathThroughput
+    with db.session() as s:
+        s.execute(sa.update(t).where(t.source == source, t.dest == dest).values(
+            updated_at=models.utcnow() - dt.timedelta(seconds=seconds)))
+
+
+def test_learned_rates_expire(db):  # noqa: F811
+    db.record_path_rate('a', 'b', 100.0, 0.5)
+    db.record_path_rate('b', 'a', 40.0, 0.5)
+    _age(db, 'a', 'b', 3600)
+    assert db.path_rates(max_age_seconds=3599) == {('b', 'a'): 40.0}
+    assert db.path_rates(max_age_seconds=3601) == {('a', 'b'): 100.0, ('b', 'a'): 40.0}
+    assert db.path_rates(max_age_seconds=0) == {('a', 'b'): 100.0, ('b', 'a'): 40.0}
+
+
+def test_a_stale_rate_is_not_blended_into_a_new_one(db):  # noqa: F811
+    db.record_path_rate('a', 'b', 20.0, 0.5, 'old1')
+    db.record_path_rate('a', 'b', 20.0, 0.5, 'old2')
+    _age(db, 'a', 'b', 7200)
+    # The link was upgraded meanwhile: the new figure stands alone...
+    row = db.record_path_rate('a', 'b', 110.0, 0.5, 'new', max_age_seconds=3600)
+    assert row['mibps'] == 110.0 and row['samples'] == 1
+    # ...and is blended as usual from then on.
+    row = db.record_path_rate('a', 'b', 90.0, 0.5, 'new2', max_age_seconds=3600)
+    assert row['mibps'] == pytest.approx(100.0) and row['samples'] == 2
+
+
+def test_the_estimate_stops_using_an_expired_rate(conf, db):  # noqa: F811
+    conf.set_override('learned_max_age_seconds', 600, group='estimator')
+    mgr, _ = _make(conf, db, _cloud())
+    db.record_path_rate('h1', 'h2', 10.0, 0.5)
+    assert mgr.estimate({}, 'vm1', 'h2')['learned'] is True
+    _age(db, 'h1', 'h2', 601)
+    est = mgr.estimate({}, 'vm1', 'h2')
+    assert est['learned'] is False and est['bandwidth_mibps'] > 10.0
+    listed = mgr.list_path_rates({})
+    assert [(p['source'], p['dest'], p['in_use']) for p in listed] == [('h1', 'h2', False)]
+    assert 600 < listed[0]['age_seconds'] < 700
+
+
+def test_list_path_rates_says_what_predictions_use(conf, db):  # noqa: F811
+    mgr, _ = _make(conf, db, _cloud())
+    assert mgr.list_path_rates({}) == []
+    db.record_path_rate('h1', 'h2', 80.0, 0.5, 'm1')
+    db.record_path_rate('h1', 'h2', 60.0, 0.5, 'm2')
+    [row] = mgr.list_path_rates({})
+    assert row['mibps'] == 70.0 and row['last_mibps'] == 60.0 and row['samples'] == 2
+    assert row['last_migration_id'] == 'm2' and row['in_use'] is True
+    assert 0 <= row['age_seconds'] < 60
+    conf.set_override('learn_path_throughput', False, group='estimator')
+    assert mgr.list_path_rates({})[0]['in_use'] is False
+
+
+def test_forget_path_rates_by_source_dest_or_all(conf, db):  # noqa: F811
+    mgr, _ = _make(conf, db, _cloud())
+    for src, dst in [('h1', 'h2'), ('h2', 'h1'), ('h1', 'h3'), ('h3', 'h2')]:
+        db.record_path_rate(src, dst, 50.0, 0.5)
+    gone = mgr.forget_path_rates({}, source='h1', dest='h2')['forgotten']
+    assert gone == [{'source': 'h1', 'dest': 'h2', 'mibps': 50.0}]
+    gone = mgr.forget_path_rates({}, dest='h2')['forgotten']
+    assert [(g['source'], g['dest']) for g in gone] == [('h3', 'h2')]
+    assert mgr.forget_path_rates({}, source='nope') == {'forgotten': []}
+    assert set(db.path_rates()) == {('h2', 'h1'), ('h1', 'h3')}
+    assert len(mgr.forget_path_rates({})['forgotten']) == 2
+    assert db.path_rates() == {}
+    # The next estimate is the nominal one again.
+    assert mgr.estimate({}, 'vm1', 'h2')['learned'] is False
+
+
+@pytest.mark.parametrize('kwargs, field', [({'source': ''}, 'source'),
+                                           ({'dest': ['h1']}, 'dest'),
+                                           ({'source': 'h1', 'dest': 'a' * 300}, 'dest')])
+def test_forget_path_rates_refuses_bad_names(conf, db, kwargs, field):  # noqa: F811
+    from kvmplace.exception import InvalidInput
+    mgr, _ = _make(conf, db, _cloud())
+    db.record_path_rate('h1', 'h2', 50.0, 0.5)
+    with pytest.raises(InvalidInput) as err:
+        mgr.forget_path_rates({}, **kwargs)
+    assert err.value.field == field
+    assert db.path_rates() == {('h1', 'h2'): 50.0}          # nothing lost

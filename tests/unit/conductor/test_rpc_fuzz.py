@@ -269,6 +269,18 @@ def test_host_and_drain_requests(mgr, host, on, reason, dry_run, threshold, drai
     call(mgr.get_drain, drain_id)
 
 
+@SETTINGS
+@given(source=st.none() | names, dest=st.none() | names)
+@example(source=None, dest=None)
+@example(source='h1', dest={'x': 1})
+def test_learned_path_requests(mgr, source, dest):
+    mgr.db.record_path_rate('h1', 'h2', 50.0, 0.5)
+    call(mgr.list_path_rates)
+    call(mgr.forget_path_rates, source=source, dest=dest)
+    listed = call(mgr.list_path_rates)
+    assert isinstance(listed, list)
+
+
 def test_every_rpc_method_is_fuzzed():
     """A new RPC method must be added to the fuzz tests above."""
     public = {n for n in dir(cm.ConductorManager) if not n.startswith('_') and
@@ -279,7 +291,8 @@ def test_every_rpc_method_is_fuzzed():
     fuzzed = {'report_state', 'migration_progress', 'migration_finished',
               'select_destinations', 'estimate', 'migrate', 'get_migration',
               'list_migrations', 'abort_migration', 'drain', 'rebalance', 'get_drain',
-              'list_drains', 'list_hosts', 'get_host', 'set_maintenance'}
+              'list_drains', 'list_hosts', 'get_host', 'set_maintenance',
+              'list_path_rates', 'forget_path_rates'}
     assert public - internal == fuzzed, sorted(public - internal - fuzzed)
 
 
