@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Optional
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -35,6 +35,14 @@ class HostRecord(Base):
 
 class MigrationRecord(Base):
     __tablename__ = 'migrations'
+    # One active migration per guest, enforced by the database so that it
+    # holds for several conductors too (revision 0003, which says why).
+    __table_args__ = (Index(
+        'uq_migrations_active_instance', 'instance', unique=True,
+        sqlite_where=text("status IN ('queued', 'scheduling', 'prechecking', 'pinning', "
+                          "'migrating', 'verifying', 'rolling-back', 'aborting')"),
+        postgresql_where=text("status IN ('queued', 'scheduling', 'prechecking', 'pinning', "
+                              "'migrating', 'verifying', 'rolling-back', 'aborting')")),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     instance: Mapped[str] = mapped_column(String(255), index=True)
@@ -84,6 +92,11 @@ class StepRecord(Base):
 class DrainRecord(Base):
     """A drain or rebalance: its plan and where it stands."""
     __tablename__ = 'drains'
+    # One running drain per host (revision 0003).
+    __table_args__ = (Index(
+        'uq_drains_running_host', 'host', unique=True,
+        sqlite_where=text("kind = 'drain' AND status = 'running'"),
+        postgresql_where=text("kind = 'drain' AND status = 'running'")),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), default='drain')
