@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import threading
 import uuid as uuidlib
@@ -21,6 +22,7 @@ import alembic.config
 import sqlalchemy as sa
 from sqlalchemy import event, exc as sa_exc, orm
 
+from kvmplace import objects
 from kvmplace.conductor.db import models
 from kvmplace.exception import DatabaseError, KvmplaceError, NotFound
 
@@ -45,7 +47,7 @@ class Database:
             parsed = sa.engine.make_url(url)
         except sa_exc.ArgumentError:
             raise DatabaseError('[database] connection is not a valid SQLAlchemy URL') from None
-        kwargs: dict[str, Any] = {'future': True}
+        kwargs: dict[str, Any] = {'future': True, 'json_serializer': _json_dumps}
         if parsed.get_backend_name() == 'sqlite':
             if parsed.database and parsed.database != ':memory:':
                 directory = os.path.dirname(os.path.abspath(parsed.database))
@@ -412,6 +414,14 @@ class Database:
                 q = q.where(models.DrainRecord.status == status)
             q = q.order_by(models.DrainRecord.created_at.desc())
             return [models.to_dict(r) for r in s.scalars(q)]
+
+
+def _json_dumps(value: Any) -> str:
+    """JSON columns as kvmplace prints JSON: an infinite or NaN float is
+    null. SQLite would keep them (as the non-JSON tokens Infinity and NaN)
+    while PostgreSQL refuses the whole write ("invalid input syntax for
+    type json"), so the same record must not depend on the back end."""
+    return json.dumps(objects.plain(value))
 
 
 class _Taken(Exception):
