@@ -84,6 +84,9 @@ class Stack:
         if check and out.returncode != 0:
             raise AssertionError(f'{argv} failed ({out.returncode}): {out.stderr}\n'
                                  f'conductor log:\n{self.log()[-3000:]}')
+        if out.returncode != 0:     # shown with the test's output if it fails
+            print(f'{time.strftime("%T")} {" ".join(args)}: exit {out.returncode}: '
+                  f'{out.stderr.strip()}')
         return json.loads(out.stdout) if out.stdout.strip() else {}
 
     def log(self) -> str:

@@ -98,9 +98,13 @@ def show(stack, mid: str) -> dict | None:
     """The record, or None while the CLI cannot get it (broker down...)."""
     try:
         rec = stack.cli('migrations', 'show', mid, check=False, timeout=60)
-    except (json.JSONDecodeError, subprocess.TimeoutExpired):
+    except (json.JSONDecodeError, subprocess.TimeoutExpired) as exc:
+        print(f'{time.strftime("%T")} migrations show {mid[:8]}: no answer: {exc}')
         return None
-    return rec if isinstance(rec, dict) and rec.get('id') else None
+    if isinstance(rec, dict) and rec.get('id'):
+        return rec
+    print(f'{time.strftime("%T")} migrations show {mid[:8]}: no record: {rec}')
+    return None
 
 
 def final_record(stack, mid: str, timeout: float = 240) -> dict:
