@@ -1,0 +1,81 @@
+"""The real kvmplace-conductor on PostgreSQL, driven over RabbitMQ.
+
+One process, started the way an operator starts it (a config file with
+``[database] connection = postgresql+psycopg2://...``), on a private
+RabbitMQ vhost. It makes its schema at start; then an agent's report (a
+cast, as kvmplace-agent sends it) and an operator's maintenance flag (a
+call) must land in PostgreSQL - read back both over RPC and straight from
+the database - and a request for an unknown guest must come back as the
+conductor's one-line error.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from kvmplace.conductor import rpcapi
+from kvmplace.exception import NotFound
+from tests.functional.conftest import wait_for
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def conductor(pg_url: str, broker_url: str, client_conf,
+              tmp_path) -> Iterator[rpcapi.ConductorAPI]:
+    """A running kvmplace-conductor on ``pg_url``; its RPC client."""
+    config = tmp_path / 'kvmplace.conf'
+    config.write_text(f'[DEFAULT]\ntransport_url = {broker_url}\n\n'
+                      f'[database]\nconnection = {pg_url}\n\n'
+                      '[conductor]\nhost = pg-conductor\nnotifications = false\n')
+    binary = os.path.join(os.path.dirname(sys.executable), 'kvmplace-conductor')
+    with open(tmp_path / 'conductor.log', 'wb') as log:
+        proc = subprocess.Popen([binary, '--config-file', str(config)], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    api = rpcapi.ConductorAPI(conf=client_conf, timeout=5)
+
+    def answers() -> bool:
+        assert proc.poll() is None, (tmp_path / 'conductor.log').read_text()
+        try:
+            return api.list_hosts({}) == []
+        except Exception:  # noqa: BLE001 - not serving yet (MessagingTimeout)
+            return False
+    try:
+        wait_for(answers, 90, 'the conductor to answer on PostgreSQL', 0.5)
+        yield api
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_reports_and_calls_are_recorded_in_postgresql(conductor: rpcapi.ConductorAPI,
+                                                      pg_url: str) -> None:
+    conductor.report_state({}, {'name': 'pg-h1', 'link_mbps': 10000, 'vcpus': 2,
+                                'memory_mib': 1024, 'numa': [], 'instances': [],
+                                'reported_at': time.time(), 'libvirt_uri': 'test:///default'})
+    wait_for(lambda: [h['name'] for h in conductor.list_hosts({})] == ['pg-h1'], 60,
+             'the report of pg-h1')
+    conductor.set_maintenance({}, 'pg-h1', True, 'firmware')
+    engine = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sa.text(
+                'SELECT maintenance, maintenance_reason, state FROM hosts '
+                "WHERE name = 'pg-h1'")).one()
+    finally:
+        engine.dispose()
+    assert row.maintenance is True and row.maintenance_reason == 'firmware'
+    assert row.state['memory_mib'] == 1024
+    with pytest.raises(NotFound) as err:  # rebuilt from the conductor's reply
+        conductor.migrate({}, 'no-such-guest')
+    assert 'unknown instance "no-such-guest"' in str(err.value).splitlines()[0]
