@@ -72,8 +72,12 @@ DB_OPTS = [
     cfg.StrOpt(
         'connection', default='sqlite:////var/lib/kvmplace/kvmplace.sqlite', secret=True,
         help='SQLAlchemy URL of the database. SQLite for one conductor; '
-             'PostgreSQL or MySQL (postgresql+psycopg2://..., mysql+pymysql://...) '
-             'for production. Never logged: it may hold a password.'),
+             'PostgreSQL (postgresql+psycopg2://user:password@host/dbname, '
+             'driver: pip install kvmplace[postgresql]) for production and for '
+             'several conductors sharing one database. Both are tested; other '
+             'SQLAlchemy back ends (MySQL) are not. The conductor creates and '
+             'upgrades the schema itself at start. Never logged: it may hold a '
+             'password.'),
 ]
 
 
