@@ -114,12 +114,16 @@ def boolean(field: str, value: Any) -> bool:
 
 
 def text(field: str, value: Any, max_len: int = 255) -> Optional[str]:
-    """Free text for the operator (a reason): a string or null."""
+    """Free text for the operator (a reason): a string or null.
+
+    No NUL character: PostgreSQL cannot store one in a text column (its
+    driver raises ValueError, not a database error), so it is refused here,
+    on every back end alike."""
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > max_len:
-        raise InvalidInput(field, f'must be text of at most {max_len} characters, not '
-                                  f'{_show(value)}')
+    if not isinstance(value, str) or len(value) > max_len or '\x00' in value:
+        raise InvalidInput(field, f'must be text of at most {max_len} characters '
+                                  f'without NUL, not {_show(value)}')
     return value
 
 

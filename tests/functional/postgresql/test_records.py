@@ -16,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
+from kvmplace.conductor import validate
 from kvmplace.conductor.db import api as db_api
-from kvmplace.exception import KvmplaceError, NotFound
+from kvmplace.exception import DatabaseError, InvalidInput, KvmplaceError, NotFound
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -125,3 +126,16 @@ def test_overlapping_migrations(db: db_api.Database) -> None:
     assert db.overlapping_migrations(c) == []
     queued = db.create_migration('vm-e', 'h1', None, {})['id']
     assert db.overlapping_migrations(queued) == []  # never started: nothing to compare
+
+
+def test_text_postgresql_cannot_store_is_refused_in_one_line(db: db_api.Database) -> None:
+    """PostgreSQL enforces column lengths (SQLite does not) and takes no NUL
+    in text. The RPC boundary refuses both before the database sees them;
+    a length that still gets through is a DatabaseError line."""
+    db.report_host('h1', {}, 1.0)
+    for bad in ('a\x00b', 'x' * 256):
+        with pytest.raises(InvalidInput, match='without NUL'):
+            validate.text('reason', bad)
+    with pytest.raises(DatabaseError, match='value too long for type character varying'):
+        db.set_maintenance('h1', True, 'x' * 256)
+    assert db.get_host('h1')['maintenance'] is False  # rolled back
