@@ -161,6 +161,8 @@ def flags_and_params(dom, plan: Plan, conf) -> tuple[int, dict[str, Any]]:
             conf.estimator.auto_converge_increment_pct
     if plan.allow_post_copy:
         flags |= libvirt.VIR_MIGRATE_POSTCOPY
+    if conf.agent.migration_tls:
+        flags |= libvirt.VIR_MIGRATE_TLS
     if plan.migrate_uri:
         params[libvirt.VIR_MIGRATE_PARAM_URI] = plan.migrate_uri
     if plan.bandwidth_cap_mibps and plan.bandwidth_cap_mibps > 0:

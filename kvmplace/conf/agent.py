@@ -148,6 +148,17 @@ OPTS = [
              '(VIR_MIGRATE_NON_SHARED_INC, needs the same backing file on '
              'the destination).'),
     cfg.BoolOpt(
+        'migration_tls', default=False,
+        help='Encrypt QEMU\'s migration stream itself (VIR_MIGRATE_TLS), '
+             'not only libvirt\'s control connection: a qemu+tls '
+             'peer_libvirt_uri protects the commands between the two '
+             'libvirtds, but guest memory and copied disks still cross the '
+             'network in clear unless this is set. Both hosts need QEMU '
+             'certificates (qemu.conf migrate_tls_x509_cert_dir); without '
+             'them the migration fails at its start and the guest stays on '
+             'the source. Set on the source host: it chooses the flags. '
+             'Related: peer_libvirt_uri, migration_address.'),
+    cfg.BoolOpt(
         'precreate_disk_pools', default=True,
         help='In check_destination, make sure a libvirt "dir" storage pool '
              'covers the directory of every local disk of the incoming '

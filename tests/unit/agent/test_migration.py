@@ -94,6 +94,17 @@ def test_flags_for_a_guest_with_a_local_disk(agent_conf, test_dom):
     assert numa  # imported for the facts' node list shape
 
 
+def test_migration_tls_adds_the_flag_only_when_set(agent_conf, test_dom):
+    """QEMU's stream is TLS only on request: it needs certificates on both
+    hosts (the lab test moves a guest with it, test_libvirt_tls.py)."""
+    plan = _plan(agent_conf)
+    flags, _ = migration.flags_and_params(test_dom, plan, agent_conf)
+    assert not flags & libvirt.VIR_MIGRATE_TLS
+    agent_conf.set_override('migration_tls', True, 'agent')
+    flags, _ = migration.flags_and_params(test_dom, plan, agent_conf)
+    assert flags & libvirt.VIR_MIGRATE_TLS and flags & libvirt.VIR_MIGRATE_PEER2PEER
+
+
 def test_policy_overrides_config(agent_conf):
     plan = _plan(agent_conf, max_downtime_ms=50, allow_post_copy=True,
                  timeout_action='post-copy', progress_timeout_seconds=7,
