@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86
   qemu-utils libvirt-dev pkg-config rabbitmq-server numactl busybox-static cpio
-  iproute2 bridge-utils gcc libc6-dev python3-venv python3-dev postgresql)
+  iproute2 openssl bridge-utils gcc libc6-dev python3-venv python3-dev postgresql)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

@@ -6,9 +6,18 @@ Why each setting below matters on this kind of machine (see LAB.md):
 - ``listen_tcp``/``listen_addr``/``auth_tcp = "none"``: other hosts and the
   root namespace reach the daemon at ``qemu+tcp://ADDR:16509/system`` (lab
   only: no authentication).
+- ``listen_tls``/``tls_port``/``key_file``/``cert_file``/``ca_file``,
+  ``auth_tls = "none"``, ``tls_no_verify_certificate = 0``: the same
+  daemon also serves ``qemu+tls://ADDR:16514/system``, where a client
+  without a certificate from the lab CA is refused (the certificate is the
+  authentication). The files are the host's own (pki.py).
 - ``user``/``group = "root"`` in qemu.conf: /dev/kvm is root-only here.
 - ``migration_host``: the destination advertises its incoming migration
   address; by default that is its hostname, which nothing resolves.
+- ``migrate_tls_x509_cert_dir``/``migrate_tls_x509_verify = 1``: QEMU's
+  own migration stream can be TLS too (VIR_MIGRATE_TLS), with the same
+  certificates; the destination QEMU insists on the source's client
+  certificate. Migrations without that flag stay plain TCP.
 """
 from __future__ import annotations
 
@@ -17,6 +26,7 @@ import shutil
 import sys
 import uuid
 
+from kvmplace.lab import pki
 from kvmplace.lab import state as labstate
 from kvmplace.lab.hostinit import PRIVATE_DIRS
 from kvmplace.lab.errors import LabError
@@ -32,7 +42,9 @@ def prepare_host_dir(name: str, address: str,
     """The host's private libvirt tree and configuration; returns host_uuid.
 
     ``peers`` (name -> address, this host included) becomes the host's
-    /etc/hosts, so lab host names resolve inside every host.
+    /etc/hosts, so lab host names resolve inside every host. The host's
+    certificates are issued here by the lab CA: its libvirtd will not start
+    with listen_tls and no certificate.
     """
     base = labstate.host_dir(name)
     etc = os.path.join(base, "etc")
@@ -48,9 +60,14 @@ def prepare_host_dir(name: str, address: str,
         f.write("127.0.0.1\tlocalhost\n::1\tlocalhost\n")
         for peer, peer_address in sorted((peers or {name: address}).items()):
             f.write(f"{peer_address}\t{peer}\n")
+    pki.issue_host(pki.lab_ca(), name, address)
     host_uuid = str(uuid.uuid4())
     _append(os.path.join(etc, "libvirtd.conf"), {
-        "listen_tls": 0,
+        "listen_tls": 1,
+        "tls_port": str(labstate.LIBVIRT_TLS_PORT),
+        **pki.server_files(name),
+        "auth_tls": "none",
+        "tls_no_verify_certificate": 0,
         "listen_tcp": 1,
         "tcp_port": str(labstate.LIBVIRT_PORT),
         "listen_addr": address,
@@ -63,6 +80,8 @@ def prepare_host_dir(name: str, address: str,
         "group": "root",
         "security_driver": "none",
         "migration_host": address,
+        "migrate_tls_x509_cert_dir": pki.qemu_cert_dir(name),
+        "migrate_tls_x509_verify": 1,
     })
     return host_uuid
 
@@ -90,8 +109,9 @@ def wait_ready(address: str, timeout: float = 30) -> None:
     An open port is not enough: libvirtd listens before its drivers have
     finished initialising, and a guest defined in that window fails.
     """
-    wait_until(lambda: port_open(address, labstate.LIBVIRT_PORT), timeout,
-               f"libvirtd at {address}:{labstate.LIBVIRT_PORT}")
+    for port in (labstate.LIBVIRT_PORT, labstate.LIBVIRT_TLS_PORT):
+        wait_until(lambda port=port: port_open(address, port), timeout,
+                   f"libvirtd at {address}:{port}")
     import libvirt
 
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)

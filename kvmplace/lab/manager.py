@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Callable
 
-from kvmplace.lab import broker, guests, image, libvirtd, netns, numa, services
+from kvmplace.lab import broker, guests, image, libvirtd, netns, numa, pki, services
 from kvmplace.lab import state as labstate
 from kvmplace.lab.errors import LabError
 from kvmplace.lab.system import (REQUIRED_PACKAGES, ensure_packages, kill_pids,
@@ -116,6 +116,10 @@ def _build(hosts: int, links: list[int], guests_count: int, with_services: bool,
 
     progress(f"creating {hosts} hosts")
     netns.ensure_bridge()
+    # A fresh CA per lab; a client directory for the root namespace, so
+    # tests and operators can dial any host's qemu+tls listener.
+    ca = pki.make_ca(pki.CA_DIR)
+    pki.make_client_dir(ca, pki.CLIENT_DIR, "kvmplace lab client")
     peers = {labstate.host_name(i): labstate.host_address(i) for i in range(1, hosts + 1)}
     for index in range(1, hosts + 1):
         state["hosts"].append(_make_host(index, links[(index - 1) % len(links)], peers))
@@ -180,6 +184,8 @@ def _make_host(index: int, link_mbps: int, peers: dict[str, str]) -> dict:
     libvirtd.start_host(name, name)
     return {"name": name, "address": address, "netns": name, "veth": veth,
             "link_mbps": link_mbps, "libvirt_uri": labstate.libvirt_uri(address),
+            "libvirt_tls_uri": labstate.libvirt_tls_uri(address),
+            "pki_dir": pki.host_pki_dir(name),
             "host_uuid": host_uuid, "numa_file": labstate.numa_file(name)}
 
 

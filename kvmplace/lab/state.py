@@ -25,6 +25,8 @@ SUBNET_PREFIX = "10.213.77."
 BRIDGE_ADDRESS = SUBNET_PREFIX + "1"
 PREFIX_LEN = 24
 LIBVIRT_PORT = 16509
+#: libvirtd's TLS listener (libvirt's default tls_port), next to LIBVIRT_PORT.
+LIBVIRT_TLS_PORT = 16514
 BROKER_URL = "rabbit://guest:guest@127.0.0.1:5672/"
 HOST_PREFIX = "lab-h"
 GUEST_PREFIX = "lab-vm"
@@ -46,6 +48,12 @@ def host_veth(name: str) -> str:
 
 def libvirt_uri(address: str) -> str:
     return f"qemu+tcp://{address}:{LIBVIRT_PORT}/system"
+
+
+def libvirt_tls_uri(address: str) -> str:
+    """The host's libvirtd over TLS; the client needs certificates signed by
+    the lab CA (see pki.py: /etc/pki inside a host, ``pkipath=`` outside)."""
+    return f"qemu+tls://{address}:{LIBVIRT_TLS_PORT}/system"
 
 
 def host_dir(name: str) -> str:
@@ -87,8 +95,8 @@ def public_view(state: dict[str, Any]) -> dict[str, Any]:
     Internal bookkeeping (pids, phases) stays out of the documented fields
     but is kept under ``"lab"`` for debugging.
     """
-    hosts = [{k: h.get(k) for k in ("name", "libvirt_uri", "address", "link_mbps",
-                                    "netns", "numa_file")}
+    hosts = [{k: h.get(k) for k in ("name", "libvirt_uri", "libvirt_tls_uri", "address",
+                                    "link_mbps", "netns", "numa_file")}
              for h in state.get("hosts", [])]
     guests = [{k: g.get(k) for k in ("name", "host", "dirty_rate_mibps", "kind",
                                      "memory_mib", "domain_type", "disk")}

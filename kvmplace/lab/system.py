@@ -29,6 +29,7 @@ REQUIRED_PACKAGES: dict[str, str] = {
     "qemu-system-x86": "the guests",
     "qemu-utils": "qemu-img and qemu-io for guest disks",
     "iproute2": "ip netns, veth pairs and tc shaping",
+    "openssl": "the lab CA and each host's libvirt TLS certificates",
     "rabbitmq-server": "the message broker of the kvmplace services",
     "busybox-static": "the guests' userland",
     "cpio": "packing the guests' initramfs",

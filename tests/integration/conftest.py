@@ -60,13 +60,15 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _healthy_session_lab() -> dict | None:
-    """The lab that is up already, if it has this session's shape."""
+    """The lab that is up already, if it has this session's shape (a lab
+    from before hosts served libvirt over TLS does not)."""
     from kvmplace.lab import manager
     from kvmplace.lab import state as labstate
 
     state = labstate.load()
     if (state.get("phase") != "up"
             or [h["link_mbps"] for h in state["hosts"]] != LINKS_MBPS
+            or not all(h.get("libvirt_tls_uri") for h in state["hosts"])
             or len(state.get("guests", [])) != GUESTS):
         return None
     where = manager.locate_guests(state)
