@@ -1,5 +1,7 @@
 """Topology: star by default, explicit links with switches, widest paths."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvmplace import objects
 from kvmplace import topology
@@ -82,3 +84,20 @@ def test_unknown_source_raises_key_error():
 
 def test_link_id_is_direction_free():
     assert topology.link_id('b', 'a') == topology.link_id('a', 'b') == ('a', 'b')
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=2, max_value=12), st.data())
+def test_widths_from_gives_the_rates_of_widest_from(n, data):
+    """The bucketed walk and the heap Dijkstra agree on every node's rate,
+    on meshes with equal-width alternatives, islands and NIC caps."""
+    speeds = st.sampled_from([1000.0, 10000.0, 25000.0, 40000.0, 1e7])
+    hosts = [objects.Host(name=f'h{i}', link_mbps=data.draw(speeds)) for i in range(n)]
+    nodes = [h.name for h in hosts] + ['s0', 's1', 's2']
+    links = [objects.Link(a=data.draw(st.sampled_from(nodes)),
+                          b=data.draw(st.sampled_from(nodes)), mbps=data.draw(speeds))
+             for _ in range(data.draw(st.integers(min_value=0, max_value=3 * n)))]
+    topo = topology.Topology.build(hosts, links)
+    source = data.draw(st.sampled_from([h.name for h in hosts]))
+    width, _ = topology.Topology.build(hosts, links).widest_from(source)
+    assert topo.widths_from(source) == width
