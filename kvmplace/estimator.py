@@ -103,6 +103,20 @@ def bandwidth(path_mbps: float, source_health: float, dest_health: float,
     ``link``). A slow NUMA node (h x the larger of the two) and a policy cap
     still apply on top.
     """
+    best, label, stream = link_term(path_mbps, source_health, params, link_share,
+                                    learned_mibps)
+    return dest_term(best, label, stream, dest_health, params)
+
+
+def link_term(path_mbps: float, source_health: float, params: ModelParams,
+              link_share: float = 1.0, learned_mibps: Optional[float] = None
+              ) -> tuple[float, str, float]:
+    """The first half of :func:`bandwidth`: the least of the path, stream and
+    source terms, with its label and the stream cap the nodes scale.
+
+    Split off because it does not depend on the destination's node: a
+    scheduler computes it once per distinct path rate, not once per host.
+    """
     stream = params.stream_cap_mibps * params.multifd_connections
     if learned_mibps:
         best = learned_mibps * link_share
@@ -117,6 +131,13 @@ def bandwidth(path_mbps: float, source_health: float, dest_health: float,
             best, label = stream, 'stream'
     if source_health * stream < best:
         best, label = source_health * stream, 'source-numa'
+    return best, label, stream
+
+
+def dest_term(best: float, label: str, stream: float, dest_health: float,
+              params: ModelParams) -> tuple[float, str]:
+    """The second half of :func:`bandwidth`: the destination node and the
+    policy cap over what :func:`link_term` gave."""
     if dest_health * stream < best:
         best, label = dest_health * stream, 'dest-numa'
     cap = params.bandwidth_cap_mibps
@@ -253,19 +274,23 @@ def rates(source: tuple[float, Optional[objects.NumaNode]], dest_health: float,
 
 
 def estimate_at(instance: objects.Instance, source: tuple[float, Optional[objects.NumaNode]],
-                rates: Rates, params: ModelParams) -> objects.Estimate:
-    """Predict a migration of ``instance`` running at the given :func:`rates`."""
+                rates: Rates, params: ModelParams,
+                runs: Optional[dict[float, Precopy]] = None) -> objects.Estimate:
+    """Predict a migration of ``instance`` running at the given :func:`rates`.
+
+    ``runs``, when given, memoizes :func:`precopy` by bandwidth: it must
+    only ever see this instance and these params (one scheduling request),
+    where many destinations share a bandwidth without pre-pinning.
+    """
     _, better = source
     mibps, label, slow_mibps, learned = rates
-    run = precopy(instance.memory_mib, instance.dirty_rate_mibps, mibps, params,
-                  instance.disk_mib)
+    run = _precopy_at(instance, mibps, params, runs)
     pre_pin = without = None
     # Advise pre-pinning only where it changes the outcome: on a link-bound
     # path a slow source node does not matter.
     if better is not None and slow_mibps < mibps - 1e-9:
         pre_pin = {'node': better.id, 'cpus': better.cpus}
-        slow = precopy(instance.memory_mib, instance.dirty_rate_mibps, slow_mibps, params,
-                       instance.disk_mib)
+        slow = _precopy_at(instance, slow_mibps, params, runs)
         without = {'bandwidth_mibps': round(slow_mibps, 2),
                    'total_seconds': round(slow.total_seconds, 3),
                    'converges': slow.converges}
@@ -274,6 +299,17 @@ def estimate_at(instance: objects.Instance, source: tuple[float, Optional[object
         data_mib=round(run.data_mib, 1), total_seconds=round(run.total_seconds, 3),
         downtime_ms=round(run.downtime_ms, 1), converges=run.converges,
         pre_pin=pre_pin, without_pre_pin=without, mode=run.mode, learned=learned)
+
+
+def _precopy_at(instance: objects.Instance, mibps: float, params: ModelParams,
+                runs: Optional[dict[float, Precopy]]) -> Precopy:
+    run = runs.get(mibps) if runs is not None else None
+    if run is None:
+        run = precopy(instance.memory_mib, instance.dirty_rate_mibps, mibps, params,
+                      instance.disk_mib)
+        if runs is not None:
+            runs[mibps] = run
+    return run
 
 
 def estimate(instance: objects.Instance, source: objects.Host, dest: objects.Host,

@@ -5,9 +5,15 @@ and shared between them - the widest paths from the source, the source's
 NUMA nodes, each host's destination node, the migration estimate for a
 host - is computed here once per request and memoized, so a ten-thousand
 host request picks each host's node once and runs the pre-copy model only
-once per distinct set of bandwidths (see estimator.rates). Memos are keyed
-by host name and live as long as the spec (one request): host states are
-never assumed to stay the same from one request to the next.
+once per distinct set of bandwidths (see estimator.rates and
+kvmplace.scheduler.model). Memos are keyed by host name and live as long as
+the spec (one request): host states are never assumed to stay the same from
+one request to the next.
+
+Filters and weighers that look at every host at once (``filter_all``,
+``weigh_all``) use the list forms :meth:`RequestSpec.paths_mbps`,
+:meth:`RequestSpec.dest_healths` and :meth:`RequestSpec.estimates`, which
+fill the same memos.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from typing import Optional
 from kvmplace import estimator
 from kvmplace import objects
 from kvmplace import topology as topo
+from kvmplace.scheduler.model import RequestModel
 
 
 class RequestSpec:
@@ -41,18 +48,24 @@ class RequestSpec:
         base = params or estimator.ModelParams.from_conf(conf)
         self.params = base.with_policy(request.policy)
         self.now = time.time() if now is None else now
-        self._width, _ = topology.widest_from(source.name)
+        self._width = topology.widths_from(source.name)
         self._source = estimator.source_nodes(instance, source)
+        self._model = RequestModel(instance, self._source, self.params)
         #: Learned MiB/s of the paths from this source, by destination: one
         #: dict lookup per host on the hot path.
         self._learned = {dest: mibps for (src, dest), mibps in (path_rates or {}).items()
                          if src == source.name}
         self._dest_health: dict[str, float] = {}
         self._host_estimates: dict[str, objects.Estimate] = {}
-        self._estimates: dict[estimator.Rates, objects.Estimate] = {}
 
     def path_mbps(self, host: objects.Host) -> float:
+        """Widest-path Mbit/s from the source to ``host``; 0 when unreachable."""
         return self._width.get(host.name, 0.0)
+
+    def paths_mbps(self, hosts: list[objects.Host]) -> list[float]:
+        """:meth:`path_mbps` of each host, in order."""
+        width = self._width
+        return [width.get(host.name, 0.0) for host in hosts]
 
     def dest_node(self, host: objects.Host) -> Optional[objects.NumaNode]:
         return host.best_node(self.instance.memory_mib)
@@ -65,6 +78,18 @@ class RequestSpec:
             self._dest_health[host.name] = health
         return health
 
+    def dest_healths(self, hosts: list[objects.Host]) -> list[float]:
+        """:meth:`dest_health` of each host, in order."""
+        memo = self._dest_health
+        instance = self.instance
+        out = []
+        for host in hosts:
+            health = memo.get(host.name)
+            if health is None:
+                health = memo[host.name] = estimator.dest_health(instance, host)
+            out.append(health)
+        return out
+
     def estimate(self, host: objects.Host) -> objects.Estimate:
         """The migration estimate to ``host``, memoized on what it depends on.
 
@@ -73,12 +98,19 @@ class RequestSpec:
         """
         est = self._host_estimates.get(host.name)
         if est is None:
-            rates = estimator.rates(self._source, self.dest_health(host),
-                                    self.path_mbps(host), self.params,
-                                    learned_mibps=self._learned.get(host.name))
-            est = self._estimates.get(rates)
-            if est is None:
-                est = estimator.estimate_at(self.instance, self._source, rates, self.params)
-                self._estimates[rates] = est
-            self._host_estimates[host.name] = est
+            est = self.estimates([host])[0]
         return est
+
+    def estimates(self, hosts: list[objects.Host]) -> list[objects.Estimate]:
+        """:meth:`estimate` of each host, in order."""
+        memo = self._host_estimates
+        missing = [h for h in hosts if h.name not in memo]
+        if missing:
+            model = self._model
+            width = self._width
+            learned = self._learned
+            for host, health in zip(missing, self.dest_healths(missing)):
+                name = host.name
+                memo[name] = model.estimate(model.rates(health, width.get(name, 0.0),
+                                                        learned.get(name)))
+        return [memo[h.name] for h in hosts]

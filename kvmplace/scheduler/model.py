@@ -1,0 +1,79 @@
+"""The migration model for one scheduling request, with what repeats shared.
+
+A request asks the pre-copy model (:mod:`kvmplace.estimator`) about every
+candidate host, but the guest, its source and the policy are fixed, and of
+what varies the path rate takes a handful of values in a cluster (a few NIC
+and uplink speeds). So the path, stream and source terms of
+:func:`estimator.bandwidth` are computed once per distinct path rate here,
+and only the destination node's term once per host; pre-copy runs are
+memoized on their bandwidth, which hosts share whenever pre-pinning is
+advised (the run without it is source-bound, the same for most hosts).
+
+The arithmetic is :mod:`kvmplace.estimator`'s own functions, in the same
+order, so every number is identical to :func:`estimator.rates` and
+:func:`estimator.estimate_at` (pinned by tests/unit/scheduler/test_fast_path.py).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from kvmplace import estimator
+from kvmplace import objects
+
+_Term = tuple[float, str, float]
+
+
+class RequestModel:
+    """:func:`estimator.rates` and :func:`estimator.estimate_at` for one
+    (instance, source, params), memoized for the life of one request."""
+
+    def __init__(self, instance: objects.Instance,
+                 source: tuple[float, Optional[objects.NumaNode]],
+                 params: estimator.ModelParams, link_share: float = 1.0):
+        self.instance = instance
+        self.source = source
+        self.params = params
+        self.link_share = link_share
+        current_health, better = source
+        self._fast_health = better.health if better else current_health
+        self._slow_health = current_health if better is not None else None
+        self._terms: dict[tuple[float, Optional[float]],
+                          tuple[_Term, Optional[_Term]]] = {}
+        self._estimates: dict[estimator.Rates, objects.Estimate] = {}
+        self._runs: dict[float, estimator.Precopy] = {}
+
+    def _link_terms(self, path_mbps: float, learned_mibps: Optional[float]
+                    ) -> tuple[_Term, Optional[_Term]]:
+        key = (path_mbps, learned_mibps)
+        terms = self._terms.get(key)
+        if terms is None:
+            fast = estimator.link_term(path_mbps, self._fast_health, self.params,
+                                       self.link_share, learned_mibps)
+            slow = None
+            if self._slow_health is not None:
+                slow = estimator.link_term(path_mbps, self._slow_health, self.params,
+                                           self.link_share, learned_mibps)
+            terms = (fast, slow)
+            self._terms[key] = terms
+        return terms
+
+    def rates(self, dest_health: float, path_mbps: float,
+              learned_mibps: Optional[float] = None) -> estimator.Rates:
+        """What :func:`estimator.rates` returns for this request's source."""
+        fast, slow = self._link_terms(path_mbps, learned_mibps)
+        params = self.params
+        mibps, label = estimator.dest_term(fast[0], fast[1], fast[2], dest_health, params)
+        slow_mibps = None
+        if slow is not None:
+            slow_mibps, _ = estimator.dest_term(slow[0], slow[1], slow[2], dest_health,
+                                                params)
+        return mibps, label, slow_mibps, bool(learned_mibps)
+
+    def estimate(self, rates: estimator.Rates) -> objects.Estimate:
+        """What :func:`estimator.estimate_at` returns, one per distinct rates."""
+        est = self._estimates.get(rates)
+        if est is None:
+            est = estimator.estimate_at(self.instance, self.source, rates, self.params,
+                                        runs=self._runs)
+            self._estimates[rates] = est
+        return est
