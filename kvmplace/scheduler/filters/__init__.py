@@ -7,8 +7,17 @@ Filters are pure: no I/O, no libvirt, no clock other than ``spec.now``.
 """
 from __future__ import annotations
 
+from itertools import compress
+
 from kvmplace import objects
 from kvmplace.scheduler.spec import RequestSpec
+
+
+def split(hosts: list[objects.Host], passes: list[bool]
+          ) -> tuple[list[objects.Host], list[objects.Host]]:
+    """(hosts whose flag is true, the others), both keeping order."""
+    return (list(compress(hosts, passes)),
+            [host for host, ok in zip(hosts, passes) if not ok])
 
 
 class BaseFilter:
@@ -29,9 +38,13 @@ class BaseFilter:
 
     def filter_all(self, hosts: list[objects.Host], spec: RequestSpec
                    ) -> tuple[list[objects.Host], list[objects.Host]]:
-        """Split hosts into (passed, failed), keeping order."""
-        passed, failed = [], []
+        """Split hosts into (passed, failed), keeping order.
+
+        The manager calls this once per request with every candidate. A
+        filter may override it to read the request's values once and test
+        each host inline rather than through ``host_passes``; it must pass
+        exactly the hosts ``host_passes`` passes (tests/unit/scheduler/
+        test_fast_path.py checks the built-in filters).
+        """
         check = self.host_passes
-        for host in hosts:
-            (passed if check(host, spec) else failed).append(host)
-        return passed, failed
+        return split(hosts, [bool(check(host, spec)) for host in hosts])

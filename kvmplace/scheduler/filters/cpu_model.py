@@ -6,7 +6,7 @@ fails the migration at the very end. Models are ordered oldest to newest in
 model. A model outside that list only matches itself. A guest without a
 model of its own takes its source host's.
 """
-from kvmplace.scheduler.filters import BaseFilter
+from kvmplace.scheduler.filters import BaseFilter, split
 
 
 class CpuModelFilter(BaseFilter):
@@ -19,13 +19,28 @@ class CpuModelFilter(BaseFilter):
     def _needed(spec):
         return spec.instance.cpu_model or spec.source.cpu_model
 
-    def host_passes(self, host, spec) -> bool:
-        need = self._needed(spec)
-        if need is None or host.cpu_model is None or host.cpu_model == need:
+    def _runs(self, have, need) -> bool:
+        if need is None or have is None or have == need:
             return True
-        have_rank = self._rank.get(host.cpu_model)
+        have_rank = self._rank.get(have)
         need_rank = self._rank.get(need)
         return have_rank is not None and need_rank is not None and have_rank >= need_rank
+
+    def host_passes(self, host, spec) -> bool:
+        return self._runs(host.cpu_model, self._needed(spec))
+
+    def filter_all(self, hosts, spec):
+        # A cluster has a handful of models: decide each one once.
+        need = self._needed(spec)
+        verdict = {}
+        passes = []
+        for host in hosts:
+            model = host.cpu_model
+            ok = verdict.get(model)
+            if ok is None:
+                ok = verdict[model] = self._runs(model, need)
+            passes.append(ok)
+        return split(hosts, passes)
 
     def reason(self, host, spec) -> str:
         need = self._needed(spec)

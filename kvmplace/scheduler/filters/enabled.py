@@ -3,7 +3,7 @@
 A host whose agent has gone quiet may be down; sending a guest there risks
 a migration into a dead host, so "up" is a hard requirement.
 """
-from kvmplace.scheduler.filters import BaseFilter
+from kvmplace.scheduler.filters import BaseFilter, split
 
 
 class EnabledFilter(BaseFilter):
@@ -16,6 +16,14 @@ class EnabledFilter(BaseFilter):
     def host_passes(self, host, spec) -> bool:
         return (host.enabled and host.up and
                 self._stale_seconds(host, spec) <= spec.options.host_down_seconds)
+
+    def filter_all(self, hosts, spec):
+        now = spec.now
+        limit = spec.options.host_down_seconds
+        return split(hosts, [bool(host.enabled and host.up and
+                                  (0.0 if host.updated_at is None
+                                   else now - host.updated_at) <= limit)
+                             for host in hosts])
 
     def reason(self, host, spec) -> str:
         if not host.enabled:

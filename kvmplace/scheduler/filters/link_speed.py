@@ -4,7 +4,7 @@ The seed note's 1 GbE migrations ran at about 75 MB/s: a 64 GiB guest
 takes a quarter of an hour at that rate, so slow links are excluded up
 front (``[scheduler] min_link_mbps``) rather than merely weighed down.
 """
-from kvmplace.scheduler.filters import BaseFilter
+from kvmplace.scheduler.filters import BaseFilter, split
 
 
 class LinkSpeedFilter(BaseFilter):
@@ -12,6 +12,10 @@ class LinkSpeedFilter(BaseFilter):
     def host_passes(self, host, spec) -> bool:
         path = spec.path_mbps(host)
         return path > 0 and path >= spec.options.min_link_mbps
+
+    def filter_all(self, hosts, spec):
+        least = spec.options.min_link_mbps
+        return split(hosts, [path > 0 and path >= least for path in spec.paths_mbps(hosts)])
 
     def reason(self, host, spec) -> str:
         path = spec.path_mbps(host)

@@ -4,7 +4,7 @@ Usable memory is ``memory_mib x ram_allocation_ratio - reserved``; the
 default ratio 1.0 means no overcommit, which suits migration targets: an
 overcommitted destination swaps while pages arrive and stalls the copy.
 """
-from kvmplace.scheduler.filters import BaseFilter
+from kvmplace.scheduler.filters import BaseFilter, split
 
 
 class RamFilter(BaseFilter):
@@ -17,6 +17,13 @@ class RamFilter(BaseFilter):
 
     def host_passes(self, host, spec) -> bool:
         return self.free_mib(host, spec) >= spec.instance.memory_mib
+
+    def filter_all(self, hosts, spec):
+        s = spec.options
+        ratio, reserved = s.ram_allocation_ratio, s.reserved_host_memory_mib
+        need = spec.instance.memory_mib
+        return split(hosts, [host.memory_mib * ratio - reserved - host.memory_used_mib >= need
+                             for host in hosts])
 
     def reason(self, host, spec) -> str:
         return (f'needs {spec.instance.memory_mib} MiB RAM, host has '

@@ -1,5 +1,5 @@
 """Reject hosts without room for the guest's vCPUs (with cpu_allocation_ratio)."""
-from kvmplace.scheduler.filters import BaseFilter
+from kvmplace.scheduler.filters import BaseFilter, split
 
 
 class VcpuFilter(BaseFilter):
@@ -10,6 +10,11 @@ class VcpuFilter(BaseFilter):
 
     def host_passes(self, host, spec) -> bool:
         return self.free_vcpus(host, spec) >= spec.instance.vcpus
+
+    def filter_all(self, hosts, spec):
+        ratio = spec.options.cpu_allocation_ratio
+        need = spec.instance.vcpus
+        return split(hosts, [host.vcpus * ratio - host.vcpus_used >= need for host in hosts])
 
     def reason(self, host, spec) -> str:
         return (f'needs {spec.instance.vcpus} vCPUs, host has '

@@ -27,3 +27,14 @@ class BaseWeigher:
 
     def weigh(self, host: objects.Host, spec: RequestSpec) -> float:
         raise NotImplementedError
+
+    def weigh_all(self, hosts: list[objects.Host], spec: RequestSpec) -> list[float]:
+        """The raw weight of each host, in order, as floats.
+
+        The manager calls this once per request with every candidate; a
+        weigher may override it to read the request's values once, and must
+        then return exactly ``[float(self.weigh(h, spec)) for h in hosts]``
+        (tests/unit/scheduler/test_fast_path.py checks the built-in ones).
+        """
+        weigh = self.weigh
+        return [float(weigh(host, spec)) for host in hosts]

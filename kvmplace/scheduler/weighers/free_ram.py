@@ -9,3 +9,10 @@ class FreeRamWeigher(BaseWeigher):
         s = spec.options
         return (host.memory_mib * s.ram_allocation_ratio - s.reserved_host_memory_mib
                 - host.memory_used_mib - spec.instance.memory_mib)
+
+    def weigh_all(self, hosts, spec) -> list[float]:
+        s = spec.options
+        ratio, reserved = s.ram_allocation_ratio, s.reserved_host_memory_mib
+        need = spec.instance.memory_mib
+        return [float(host.memory_mib * ratio - reserved - host.memory_used_mib - need)
+                for host in hosts]

@@ -7,3 +7,6 @@ class MigrationTimeWeigher(BaseWeigher):
 
     def weigh(self, host, spec) -> float:
         return spec.estimate(host).total_seconds
+
+    def weigh_all(self, hosts, spec) -> list[float]:
+        return [float(est.total_seconds) for est in spec.estimates(hosts)]

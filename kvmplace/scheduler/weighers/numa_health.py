@@ -7,3 +7,6 @@ class NumaHealthWeigher(BaseWeigher):
 
     def weigh(self, host, spec) -> float:
         return spec.dest_health(host)
+
+    def weigh_all(self, hosts, spec) -> list[float]:
+        return [float(health) for health in spec.dest_healths(hosts)]

@@ -11,3 +11,6 @@ class PathBandwidthWeigher(BaseWeigher):
 
     def weigh(self, host, spec) -> float:
         return spec.path_mbps(host)
+
+    def weigh_all(self, hosts, spec) -> list[float]:
+        return [float(mbps) for mbps in spec.paths_mbps(hosts)]
