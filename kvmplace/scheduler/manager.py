@@ -17,6 +17,8 @@ from kvmplace import estimator
 from kvmplace import objects
 from kvmplace import topology as topo
 from kvmplace.exception import ConfigError, InvalidInput, NotFound
+from kvmplace.scheduler import columns
+from kvmplace.scheduler import gcpause
 from kvmplace.scheduler.spec import RequestSpec
 
 LOG = logging.getLogger(__name__)
@@ -117,11 +119,16 @@ class SchedulerManager:
         Returns ``{"instance", "source", "ranked": [...], "rejected": [...]}``
         as ARCHITECTURE "CLI" defines; ``ranked`` best first.
         """
-        spec = self.build_spec(inventory, request, topology, now)
-        return self.select_with_spec(spec, hosts if hosts is not None
-                                     else inventory.hosts.values())
+        with gcpause.paused():
+            spec = self.build_spec(inventory, request, topology, now)
+            return self.select_with_spec(spec, hosts if hosts is not None
+                                         else inventory.hosts.values())
 
     def select_with_spec(self, spec: RequestSpec, hosts: Iterable[objects.Host]) -> dict:
+        with gcpause.paused():
+            return self._select(spec, hosts)
+
+    def _select(self, spec: RequestSpec, hosts: Iterable[objects.Host]) -> dict:
         request = spec.request
         candidates = list(hosts)
         rejected: list[dict] = []
@@ -153,25 +160,35 @@ class SchedulerManager:
                 'ranked': ranked, 'rejected': rejected}
 
     def _weigh(self, hosts: list[objects.Host], spec: RequestSpec) -> list[dict]:
+        """Each weigher over all hosts, normalized here; the ranked result.
+
+        Work is done a column (one weigher, every host) at a time, and the
+        rounding the output asks for a column at a time too
+        (:mod:`kvmplace.scheduler.columns`); each host's explanation is then
+        assembled from the columns in ranked order.
+        """
         if not hosts:
             return []
+        names = [h.name for h in hosts]
         totals = [0.0] * len(hosts)
-        columns = []
+        weigher_names = []
+        explained = []
         for weigher in self.weighers:
-            raw = [float(weigher.weigh(h, spec)) for h in hosts]
+            raw = weigher.weigh_all(hosts, spec)
             norm = normalize(raw)
             mult = weigher.multiplier
             totals = [total + mult * x for total, x in zip(totals, norm)]
-            columns.append((weigher.name, mult, raw, norm))
-        order = sorted(range(len(hosts)), key=lambda i: (-totals[i], hosts[i].name))
-        # Only now, in ranked order, the per-host explanation.
-        return [{'host': hosts[i].name, 'weight': round(totals[i], 6),
-                 'weighers': {name: {'raw': round(raw[i], 4),
-                                     'normalized': round(norm[i], 4),
-                                     'multiplier': mult}
-                              for name, mult, raw, norm in columns},
-                 'estimate': spec.estimate(hosts[i]).to_dict()}
-                for i in order]
+            weigher_names.append(weigher.name)
+            explained.append([{'raw': r, 'normalized': x, 'multiplier': mult}
+                              for r, x in zip(columns.round_all(raw, 4),
+                                              columns.round_all(norm, 4))])
+        weights = columns.round_all(totals, 6)
+        per_host = list(zip(*explained)) if explained else [()] * len(hosts)
+        estimates = spec.estimates(hosts)
+        return [{'host': names[i], 'weight': weights[i],
+                 'weighers': dict(zip(weigher_names, per_host[i])),
+                 'estimate': estimates[i].to_dict()}
+                for i in columns.rank(totals, names)]
 
     def estimate(self, inventory: objects.Inventory, instance_name: str, dest_name: str,
                  policy: Optional[objects.Policy] = None,
