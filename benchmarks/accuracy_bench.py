@@ -19,8 +19,14 @@ Learning: each scored run is also predicted with the path's learned
 bandwidth - the exponentially weighted mean (weight [estimator]
 learning_weight, 0.5) of estimator.fit_bandwidth over every *earlier* run on
 the same (source, destination) path, kept in a conductor database exactly
-as the conductor keeps it. A run with no earlier run on its path falls back
-to the calibrated constants.
+as the conductor keeps it - weighed against the path's nominal figure by
+the migrations behind it ([estimator] learning_prior_migrations, 3: see
+kvmplace.conductor.learning). A run with no earlier run on its path falls
+back to the calibrated constants.
+
+``--replay OUT.json`` scores the runs of an earlier ``--json`` output again
+with this code (no lab): to judge a model or learning change on the same
+measurements.
 
 Prints one JSON line (with --json) or a table. Takes 8-12 minutes here.
 """
@@ -60,6 +66,8 @@ MIGRATION_TIMEOUT_S = 300
 DIRTY_CALC_SECONDS = 4
 DIRTY_CALC_ROUNDS = 6
 LEARNING_WEIGHT = 0.5
+#: [estimator] learning_prior_migrations, as the conductor has it by default.
+PRIOR_MIGRATIONS = 3.0
 #: The constants the lab's config carried before this calibration.
 PREVIOUS = {'link_efficiency': 0.95, 'stream_cap_mibps': 230.0, 'setup_seconds': 0.0,
             'switchover_overhead_ms': 0}
@@ -277,9 +285,12 @@ def replay_learning(cases: list[dict], params: estimator.ModelParams, db) -> lis
     learned from the runs before it (the conductor's code path: fit the
     model to each finished run, fold it into the path's weighted mean in a
     conductor database)."""
+    from kvmplace.conductor import learning
     out = []
     for c in cases:
-        learned = db.path_rates().get((c['source'], c['dest']))
+        row = db.path_learning().get((c['source'], c['dest']))
+        learned = None if row is None else learning.trusted_mibps(
+            row[0], row[1], learning.nominal_mibps(c['link_mbps'], params), PRIOR_MIGRATIONS)
         plain = predict(c, params)
         out.append((plain, predict(c, params, learned) if learned else plain, learned))
         observed = estimator.fit_bandwidth(c['memory_mib'], c['dirty_rate_mibps'],
@@ -353,7 +364,13 @@ def main(argv=None) -> int:
                         help='guest memory sizes, MiB (default %(default)s)')
     parser.add_argument('--dirty', default=','.join(map(str, DIRTY_MIBPS)),
                         help='guest dirty rates, MiB/s (default %(default)s)')
+    parser.add_argument('--replay', metavar='JSON',
+                        help='score the runs of an earlier --json output again (no lab, no '
+                             'migrations): to try a model or learning change on the same '
+                             'measurements')
     args = parser.parse_args(argv)
+    if args.replay:
+        return replay(args.replay, args.json)
     why = labbench.require_lab_tools()
     if why:
         sys.stderr.write(f'accuracy_bench: {why}\n')
@@ -374,20 +391,51 @@ def main(argv=None) -> int:
         warm_up(state)
         failed: list[dict] = []
         cases = run_matrix(state, calibration_names, dirty, failed)
+    out = evaluate(cases, failed)
+    out.update(machine=labbench.machine(),
+               runtime_seconds=round(time.monotonic() - lab_started, 1))
+    report(out, args.json)
+    return 0
+
+
+#: What a run measured (and what the model is given); the rest of a case is
+#: computed by evaluate() and recomputed on --replay.
+MEASURED = ('guest', 'memory_mib', 'dirty_rate_mibps', 'dirty_rate_set_mibps', 'link_mbps',
+            'source', 'dest', 'leg', 'split', 'measured_seconds', 'job_seconds', 'downtime_ms',
+            'data_mib', 'iterations', 'steady_mibps')
+
+
+def evaluate(cases: list[dict], failed: list[dict]) -> dict:
+    """Calibrate on the calibration runs, score the others (plain and with
+    learning); the benchmark's JSON without the machine facts."""
     calibration = [c for c in cases if c['split'] == 'calibration']
     calibrated = fit(calibration)
     labbench.log(f'calibrated on {len(calibration)} runs: {calibrated}')
     with tempfile.TemporaryDirectory(prefix='kvmplace-accuracy-') as tmp:
         summary = score(cases, calibrated, tmp)
-    out = {'benchmark': 'accuracy', 'cases': cases, **summary,
-           'repeatability': repeatability(cases), 'failed_runs': failed,
-           'calibrated': calibrated, 'previous_constants': PREVIOUS,
-           'calibration_runs': len(calibration),
-           'test_runs': sum(c['split'] == 'test' for c in cases),
-           'max_downtime_ms_model': QEMU_DOWNTIME_MS, 'host_links_mbps': HOST_LINKS,
-           'machine': labbench.machine(),
-           'runtime_seconds': round(time.monotonic() - lab_started, 1)}
-    if args.json:
+    return {'benchmark': 'accuracy', 'cases': cases, **summary,
+            'repeatability': repeatability(cases), 'failed_runs': failed,
+            'calibrated': calibrated, 'previous_constants': PREVIOUS,
+            'calibration_runs': len(calibration),
+            'test_runs': sum(c['split'] == 'test' for c in cases),
+            'max_downtime_ms_model': QEMU_DOWNTIME_MS, 'host_links_mbps': HOST_LINKS}
+
+
+def replay(path: str, as_json: bool) -> int:
+    """--replay: the measurements of an earlier run, scored by this code."""
+    with open(path) as fh:
+        earlier = json.loads(fh.read().strip().splitlines()[-1])
+    cases = [{k: c[k] for k in MEASURED if k in c} for c in earlier['cases']]
+    out = evaluate(cases, earlier.get('failed_runs', []))
+    out.update(machine=earlier.get('machine'), replayed_from=os.path.abspath(path),
+               runtime_seconds=earlier.get('runtime_seconds'))
+    report(out, as_json)
+    return 0
+
+
+def report(out: dict, as_json: bool) -> None:
+    cases, calibrated = out['cases'], out['calibrated']
+    if as_json:
         print(json.dumps(objects.plain(out), sort_keys=True))
     else:
         print(f"{'guest':9} {'MiB':>4} {'dirty':>6} {'Mbit/s':>6} {'split':11} "
@@ -399,7 +447,6 @@ def main(argv=None) -> int:
                   f"{c['error_pct']:>6.1f} {c['error_learned_pct']:>7.1f}")
         print(f"MAPE {out['mape']} % (max {out['max_abs_error']} %), with learning "
               f"{out['mape_learned']} %; constants {calibrated}")
-    return 0
 
 
 if __name__ == '__main__':

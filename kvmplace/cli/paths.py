@@ -25,14 +25,16 @@ class PathsList(base.Command):
 
     def render(self, data, console):
         table = Table(title='Learned path throughput')
-        for col in ('source', 'dest', 'MiB/s', 'last MiB/s', 'migrations', 'age', 'used'):
+        for col in ('source', 'dest', 'learned MiB/s', 'last MiB/s', 'migrations', 'age',
+                    'predictions use'):
             table.add_column(col)
         for p in data:
             age = p.get('age_seconds')
             table.add_row(p['source'], p['dest'], f"{p['mibps']:.1f}",
                           f"{p['last_mibps']:.1f}", str(p['samples']),
                           base.fmt_seconds(age) if age is not None else '?',
-                          'yes' if p['in_use'] else 'no (too old or learning off)')
+                          f"{p['used_mibps']:.1f} MiB/s" if p.get('used_mibps') is not None
+                          else 'nominal (too old or learning off)')
         console.print(table)
         if not data:
             console.print('No path learned yet: predictions use link rate x link_efficiency.')

@@ -22,6 +22,7 @@ from kvmplace import objects
 from kvmplace import topology as topo
 from kvmplace.conductor import admission as adm
 from kvmplace.conductor import hoststate
+from kvmplace.conductor import learning
 from kvmplace.conductor import validate as v
 from kvmplace.conductor import workflow as wf
 from kvmplace.conductor.db import api as db_api
@@ -65,10 +66,12 @@ class ConductorManager:
         inventory = hoststate.build_inventory(self.db.list_hosts(), active,
                                               self.conf.scheduler.host_down_seconds,
                                               self.links)
-        if self.conf.estimator.learn_path_throughput:
-            inventory.path_rates = self.db.path_rates(
-                self.conf.estimator.learned_max_age_seconds)
         topology = topo.Topology.from_inventory(inventory)
+        if self.conf.estimator.learn_path_throughput:
+            inventory.path_rates = learning.trusted_rates(
+                self.db.path_learning(self.conf.estimator.learned_max_age_seconds),
+                topology, self.scheduler.params,
+                self.conf.estimator.learning_prior_migrations)
         self._topology = topology
         return inventory, topology
 
@@ -439,6 +442,7 @@ class ConductorManager:
         est = self.conf.estimator
         max_age = est.learned_max_age_seconds
         now = dt.datetime.now(dt.timezone.utc)
+        topology = self.snapshot()[1]
         out = []
         for row in self.db.list_path_rates():
             updated = _parse_iso(row.get('updated_at'))
@@ -452,6 +456,13 @@ class ConductorManager:
                         'age_seconds': None if age is None else round(age, 1),
                         'in_use': bool(est.learn_path_throughput) and (
                             not max_age or (age is not None and age <= max_age))})
+            # What predictions use: the learned figure weighed against the
+            # nominal one by the migrations behind it (conductor.learning).
+            trusted = learning.trusted_rates(
+                {(row['source'], row['dest']): (float(row['mibps']), row['samples'] or 0)},
+                topology, self.scheduler.params, est.learning_prior_migrations)
+            out[-1]['used_mibps'] = round(next(iter(trusted.values())), 2) \
+                if out[-1]['in_use'] else None
         return out
 
     def forget_path_rates(self, ctxt, source: Optional[str] = None,

@@ -81,6 +81,15 @@ OPTS = [
         help='Weight of the newest measurement in a path\'s learned '
              'throughput (exponentially weighted mean); 1.0 keeps only the '
              'last migration.'),
+    cfg.FloatOpt(
+        'learning_prior_migrations', default=3.0, min=0.0,
+        help='How many migrations\' worth of weight the nominal figure (link '
+             'rate x link_efficiency, at most the stream cap) keeps against a '
+             'path\'s learned one: after n migrations the path is predicted '
+             'at (n x learned + k x nominal) / (n + k). One migration is a '
+             'noisy witness (on the lab the same move took 2.4 s and 4.9 s); '
+             '0 trusts the first measurement at once. See '
+             'kvmplace.conductor.learning.'),
     cfg.IntOpt(
         'learned_max_age_seconds', default=7 * 86400, min=0,
         help='A path\'s learned throughput is used for this long after the '

@@ -82,6 +82,12 @@ def test_list_then_forget(conductor_cfg):
     h1h2 = paths[('h1', 'h2')]
     assert (h1h2['mibps'], h1h2['last_mibps'], h1h2['samples']) == (80.0, 60.0, 2)
     assert h1h2['in_use'] is True and h1h2['age_seconds'] >= 0
+    # No agent has reported h1/h2: no topology to weigh against, the
+    # learned figure is used as it is.
+    assert h1h2['used_mibps'] == 80.0
+    table = subprocess.run([_bin('kvmplace'), '--config-file', str(conductor_cfg),
+                            'paths', 'list'], capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0 and '80.0 MiB/s' in table.stdout, table
 
     out = kvmplace(conductor_cfg, 'paths', 'forget', '--source', 'h1', '--dest', 'h3')
     assert out.returncode == 0, out.stderr

@@ -336,16 +336,22 @@ class Database:
             return [models.to_dict(r) for r in s.scalars(q)]
 
     def path_rates(self, max_age_seconds: float = 0) -> dict[tuple[str, str], float]:
-        """(source, dest) -> learned MiB/s, for the scheduler's inventory.
+        """(source, dest) -> learned MiB/s.
 
         ``max_age_seconds`` > 0 leaves out paths no migration has confirmed
         for that long (they fall back to the nominal link rate)."""
+        return {path: mibps for path, (mibps, _) in self.path_learning(max_age_seconds).items()}
+
+    def path_learning(self, max_age_seconds: float = 0
+                      ) -> dict[tuple[str, str], tuple[float, int]]:
+        """(source, dest) -> (learned MiB/s, migrations behind it), the paths
+        path_rates would give."""
         t = models.PathThroughput
-        q = sa.select(t.source, t.dest, t.mibps)
+        q = sa.select(t.source, t.dest, t.mibps, t.samples)
         if max_age_seconds and max_age_seconds > 0:
             q = q.where(t.updated_at >= models.utcnow() - dt.timedelta(seconds=max_age_seconds))
         with self.session() as s:
-            return {(src, dst): float(mibps) for src, dst, mibps in s.execute(q)}
+            return {(src, dst): (float(mibps), int(n or 0)) for src, dst, mibps, n in s.execute(q)}
 
     def forget_path_rates(self, source: Optional[str] = None,
                           dest: Optional[str] = None) -> list[dict]:

@@ -155,6 +155,9 @@ def _make(conf, db, cloud):  # noqa: F811
 
 
 def test_a_finished_migration_teaches_its_path(conf, db):  # noqa: F811
+    # The learned figure as it is (no weighing against the nominal one,
+    # see test_one_migration_moves_the_prediction_only_part_of_the_way).
+    conf.set_override('learning_prior_migrations', 0, group='estimator')
     conf.set_override('setup_seconds', 0.5, group='estimator')
     conf.set_override('switchover_overhead_ms', 500, group='estimator')
     cloud = _cloud()
@@ -323,3 +326,40 @@ def test_forget_path_rates_refuses_bad_names(conf, db, kwargs, field):  # noqa: 
         mgr.forget_path_rates({}, **kwargs)
     assert err.value.field == field
     assert db.path_rates() == {('h1', 'h2'): 50.0}          # nothing lost
+
+
+# --- how far one migration moves the prediction ----------------------------------
+
+def test_trusted_mibps_weighs_the_evidence():
+    from kvmplace.conductor import learning
+    assert learning.trusted_mibps(50.0, 1, 110.0, 3) == pytest.approx(95.0)
+    assert learning.trusted_mibps(50.0, 3, 110.0, 3) == pytest.approx(80.0)
+    assert learning.trusted_mibps(50.0, 1000, 110.0, 3) == pytest.approx(50.18, abs=0.01)
+    assert learning.trusted_mibps(50.0, 1, 110.0, 0) == 50.0        # trust at once
+    assert learning.trusted_mibps(50.0, 0, 110.0, 3) == 110.0       # no evidence
+    assert learning.trusted_mibps(50.0, 2, 0.0, 3) == 50.0          # nothing to weigh
+
+
+def test_nominal_is_the_link_or_the_stream_cap():
+    from kvmplace.conductor import learning
+    params = estimator.ModelParams(link_efficiency=0.9, stream_cap_mibps=300.0)
+    assert learning.nominal_mibps(1000, params) == pytest.approx(
+        objects.mbps_to_mibps(1000) * 0.9)
+    assert learning.nominal_mibps(10000, params) == 300.0
+
+
+def test_one_migration_moves_the_prediction_only_part_of_the_way(conf, db):  # noqa: F811
+    conf.set_override('learning_prior_migrations', 3, group='estimator')
+    mgr, _ = _make(conf, db, _cloud())
+    nominal = mgr.estimate({}, 'vm1', 'h2')['bandwidth_mibps']
+    db.record_path_rate('h1', 'h2', nominal / 2, 1.0)
+    one = mgr.estimate({}, 'vm1', 'h2')
+    assert one['learned'] is True
+    assert one['bandwidth_mibps'] == pytest.approx((nominal / 2 + 3 * nominal) / 4, rel=1e-3)
+    for _ in range(5):
+        db.record_path_rate('h1', 'h2', nominal / 2, 1.0)
+    six = mgr.estimate({}, 'vm1', 'h2')['bandwidth_mibps']
+    assert six == pytest.approx((6 * nominal / 2 + 3 * nominal) / 9, rel=1e-3)
+    [row] = mgr.list_path_rates({})
+    assert row['used_mibps'] == pytest.approx(six, rel=1e-3)
+    assert row['mibps'] == pytest.approx(nominal / 2, rel=1e-3)
