@@ -70,6 +70,10 @@ def normalize(values: list[float]) -> list[float]:
     finite = [v for v in values if math.isfinite(v)]
     lo = min(finite, default=0.0)
     span = max(finite, default=0.0) - lo
+    if len(finite) == len(values):
+        # The usual case, without a function call per value: all finite and
+        # not all equal, so span > 0 (or inf, where one() divides too).
+        return [(v - lo) / span for v in values]
 
     def one(v: float) -> float:
         if v == math.inf:
@@ -171,22 +175,19 @@ class SchedulerManager:
             return []
         names = [h.name for h in hosts]
         totals = [0.0] * len(hosts)
-        weigher_names = []
-        explained = []
+        explained: list[dict] = [{} for _ in hosts]
         for weigher in self.weighers:
             raw = weigher.weigh_all(hosts, spec)
             norm = normalize(raw)
             mult = weigher.multiplier
             totals = [total + mult * x for total, x in zip(totals, norm)]
-            weigher_names.append(weigher.name)
-            explained.append([{'raw': r, 'normalized': x, 'multiplier': mult}
-                              for r, x in zip(columns.round_all(raw, 4),
-                                              columns.round_all(norm, 4))])
+            name = weigher.name
+            for host_weighers, r, x in zip(explained, columns.round_all(raw, 4),
+                                           columns.round_all(norm, 4)):
+                host_weighers[name] = {'raw': r, 'normalized': x, 'multiplier': mult}
         weights = columns.round_all(totals, 6)
-        per_host = list(zip(*explained)) if explained else [()] * len(hosts)
         estimates = spec.estimates(hosts)
-        return [{'host': names[i], 'weight': weights[i],
-                 'weighers': dict(zip(weigher_names, per_host[i])),
+        return [{'host': names[i], 'weight': weights[i], 'weighers': explained[i],
                  'estimate': estimates[i].to_dict()}
                 for i in columns.rank(totals, names)]
 

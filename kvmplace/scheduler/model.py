@@ -7,7 +7,9 @@ and uplink speeds). So the path, stream and source terms of
 :func:`estimator.bandwidth` are computed once per distinct path rate here,
 and only the destination node's term once per host; pre-copy runs are
 memoized on their bandwidth, which hosts share whenever pre-pinning is
-advised (the run without it is source-bound, the same for most hosts).
+advised (the run without it is source-bound, the same for most hosts), and
+the distinct ones a request still needs are run together
+(:mod:`kvmplace.scheduler.batch`).
 
 The arithmetic is :mod:`kvmplace.estimator`'s own functions, in the same
 order, so every number is identical to :func:`estimator.rates` and
@@ -19,6 +21,7 @@ from typing import Optional
 
 from kvmplace import estimator
 from kvmplace import objects
+from kvmplace.scheduler import batch
 
 _Term = tuple[float, str, float]
 
@@ -77,3 +80,13 @@ class RequestModel:
                                         runs=self._runs)
             self._estimates[rates] = est
         return est
+
+    def estimates(self, rates: list[estimator.Rates]) -> list[objects.Estimate]:
+        """:meth:`estimate` of each, the missing ones computed as one batch."""
+        memo = self._estimates
+        missing = list(dict.fromkeys(r for r in rates if r not in memo))
+        if missing:
+            for r, est in zip(missing, batch.estimates_at(self.instance, self.source, missing,
+                                                          self.params, self._runs)):
+                memo[r] = est
+        return [memo[r] for r in rates]

@@ -109,8 +109,8 @@ class RequestSpec:
             model = self._model
             width = self._width
             learned = self._learned
-            for host, health in zip(missing, self.dest_healths(missing)):
-                name = host.name
-                memo[name] = model.estimate(model.rates(health, width.get(name, 0.0),
-                                                        learned.get(name)))
+            rates = [model.rates(health, width.get(host.name, 0.0), learned.get(host.name))
+                     for host, health in zip(missing, self.dest_healths(missing))]
+            for host, est in zip(missing, model.estimates(rates)):
+                memo[host.name] = est
         return [memo[h.name] for h in hosts]
