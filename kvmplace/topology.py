@@ -61,6 +61,7 @@ class Topology:
         self._nics: Optional[dict[str, float]] = None
         self._widest_cache: dict[str, tuple[dict, dict]] = {}
         self._widths_cache: dict[str, dict[str, float]] = {}
+        self._levels: Optional[set[float]] = None
         if graph is not None:
             self._adj = {node: {nbr: attrs['mbps'] for nbr, attrs in nbrs.items()}
                          for node, nbrs in graph.adjacency()}
@@ -92,12 +93,14 @@ class Topology:
             adj[name] = {}
             nics[name] = mbps
         for a, b, mbps in edges:
-            if a not in adj:
-                adj[a] = {}
-            if b not in adj:
-                adj[b] = {}
-            adj[a][b] = mbps
-            adj[b][a] = mbps
+            nbrs_a = adj.get(a)
+            if nbrs_a is None:
+                nbrs_a = adj[a] = {}
+            nbrs_b = adj.get(b)
+            if nbrs_b is None:
+                nbrs_b = adj[b] = {}
+            nbrs_a[b] = mbps
+            nbrs_b[a] = mbps
         topo = cls()
         topo._parts = (nodes, edges if links else [])
         topo._adj, topo._nics = adj, nics
@@ -199,8 +202,9 @@ class Topology:
             raise KeyError(source)
         nic = self._nics
         start = nic.get(source, float('inf'))
-        levels = {mbps for nbrs in adj.values() for mbps in nbrs.values()}
-        levels.add(start)
+        if self._levels is None:
+            self._levels = {mbps for nbrs in adj.values() for mbps in nbrs.values()}
+        levels = self._levels | {start}
         if any(level != level for level in levels):
             return self.widest_from(source)[0]  # NaN: no order to bucket by
         width = {source: start}
@@ -219,6 +223,10 @@ class Topology:
                     cand = mbps if mbps < level else level
                     if cand > width.get(nbr, -1.0):
                         width[nbr] = cand
+                        if len(adj[nbr]) == 1:
+                            # A leaf (a host on its switch): its one route
+                            # is this one, so its rate is final; no visit.
+                            continue
                         bucket = buckets.get(cand)
                         if bucket is None:
                             buckets[cand] = [nbr]

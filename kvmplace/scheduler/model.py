@@ -83,10 +83,18 @@ class RequestModel:
 
     def estimates(self, rates: list[estimator.Rates]) -> list[objects.Estimate]:
         """:meth:`estimate` of each, the missing ones computed as one batch."""
+        # Each rates tuple is hashed once (hashing a tuple of floats is not
+        # cached, and this runs for every host): numbered by first sight,
+        # then only the distinct ones meet the memo.
+        number: dict[estimator.Rates, int] = {}
+        index = [number.setdefault(r, len(number)) for r in rates]
         memo = self._estimates
-        missing = list(dict.fromkeys(r for r in rates if r not in memo))
+        distinct = [memo.get(r) for r in number]
+        missing = [r for r, est in zip(number, distinct) if est is None]
         if missing:
-            for r, est in zip(missing, batch.estimates_at(self.instance, self.source, missing,
-                                                          self.params, self._runs)):
-                memo[r] = est
-        return [memo[r] for r in rates]
+            made = iter(batch.estimates_at(self.instance, self.source, missing, self.params,
+                                           self._runs))
+            for i, r in enumerate(number):
+                if distinct[i] is None:
+                    distinct[i] = memo[r] = next(made)
+        return [distinct[i] for i in index]

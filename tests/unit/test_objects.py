@@ -108,3 +108,22 @@ def test_estimate_to_dict_has_the_contract_fields():
     assert {'bandwidth_mibps', 'bottleneck', 'rounds', 'data_mib', 'total_seconds',
             'downtime_ms', 'converges', 'pre_pin', 'without_pre_pin'} <= set(data)
     assert objects.Estimate.from_dict(data) == est
+
+
+_health = st.sampled_from([None, 1.0, 0.5, 0.3333333, 0.3333335, 0.33333349, 0.9999996,
+                           0.9999984, 2.0]) | st.floats(min_value=0.0, max_value=1.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_health, st.sampled_from([0, 1024, 4096, 8192])), max_size=5),
+       st.sampled_from([0, 2048, 4096, 16384]))
+def test_best_node_is_max_by_rounded_health_then_free_memory_then_lower_id(nodes, need):
+    """Host.best_node's shortcut (no round() when one node is clearly
+    healthiest) picks what max() over the documented key picks."""
+    from tests.unit.scheduler.reference import best_node
+    host = objects.Host(name='h', numa=[
+        objects.NumaNode(id=i, cpus=str(i), free_memory_mib=free,
+                         bandwidth_mibps=None if h is None else h * 20000.0,
+                         baseline_mibps=None if h is None else 20000.0)
+        for i, (h, free) in enumerate(nodes)])
+    assert host.best_node(need) is best_node(host, need)
