@@ -77,14 +77,17 @@ def where(guest: str) -> str:
 
 def migrate(guest: str, dest: str, *, non_shared_disk: bool = False,
             bandwidth_mibps: int | None = None, extra_flags: int = 0,
-            max_downtime_ms: int | None = None) -> MigrationResult:
+            max_downtime_ms: int | None = None,
+            dest_uri: str | None = None) -> MigrationResult:
     """Live-migrate ``guest`` to lab host ``dest`` and measure it.
 
     With ``non_shared_disk`` the guest's local disks are copied
     (VIR_MIGRATE_NON_SHARED_DISK); libvirt needs the destination image to
     exist already, so it is created first on ``dest``. ``max_downtime_ms``
     is set on the job as soon as it exists (as kvmplace's agent and Nova
-    do); without it QEMU's default (300 ms) applies.
+    do); without it QEMU's default (300 ms) applies. ``dest_uri`` is the
+    URI the source's libvirtd dials (peer-to-peer); default: ``dest``'s
+    ``qemu+tcp`` URI, the TLS test passes its ``qemu+tls`` one.
     """
     source = where(guest)
     if source == dest:
@@ -130,7 +133,8 @@ def migrate(guest: str, dest: str, *, non_shared_disk: bool = False,
         thread.start()
         started = time.monotonic()
         try:
-            dom.migrateToURI3(manager.host_record(dest)["libvirt_uri"], params, flags)
+            dom.migrateToURI3(dest_uri or manager.host_record(dest)["libvirt_uri"],
+                              params, flags)
         except libvirt.libvirtError as exc:
             raise LabError(f"migrating {guest} {source} -> {dest} failed: {exc}") from None
         finally:
