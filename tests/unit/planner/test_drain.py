@@ -63,14 +63,19 @@ def assert_times_follow_the_estimator(plan, inventory, params):
         inst = inventory.instances[m['instance']]
         steps = m['bandwidth_steps']
         end = m['start_seconds'] + m['predicted_seconds']
-        work = 0.0
+        # Rates are printed to 0.01 MiB/s. Near the convergence limit that
+        # rounding alone moves a segment's time by more than the tolerance
+        # (found: 2048 MiB dirtying 61.9 MiB/s at 71.53 MiB/s, off by 0.25 %),
+        # so each segment's work is bracketed by the rates it may have been.
+        low = high = 0.0
         for i, (t, rate) in enumerate(steps):
             t_end = steps[i + 1][0] if i + 1 < len(steps) else end
-            run = estimator.precopy(inst.memory_mib, inst.dirty_rate_mibps, rate, params,
-                                    inst.disk_mib)
-            work += (t_end - t) / run.total_seconds
+            works = [(t_end - t) / estimator.precopy(inst.memory_mib, inst.dirty_rate_mibps,
+                                                     r, params, inst.disk_mib).total_seconds
+                     for r in (rate - 0.005, rate + 0.005)]
+            low, high = low + min(works), high + max(works)
         # The segments add up to exactly one migration's worth of work.
-        assert work == pytest.approx(1.0, abs=2e-3), m
+        assert low - 2e-3 <= 1.0 <= high + 2e-3, (low, high, m)
 
 
 def test_sample_drain_is_consistent(sched):
