@@ -241,8 +241,7 @@ def source_nodes(instance: objects.Instance, source: objects.Host
 
 def dest_health(instance: objects.Instance, dest: objects.Host) -> float:
     """Health of the destination node that will carry QEMU's main thread."""
-    node = dest.best_node(instance.memory_mib)
-    return node.health if node is not None else 1.0
+    return dest.best_node_health(instance.memory_mib)
 
 
 Rates = tuple[float, str, Optional[float], bool]

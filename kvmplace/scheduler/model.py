@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
+
 from kvmplace import estimator
 from kvmplace import objects
 from kvmplace.scheduler import batch
@@ -71,6 +73,43 @@ class RequestModel:
             slow_mibps, _ = estimator.dest_term(slow[0], slow[1], slow[2], dest_health,
                                                 params)
         return mibps, label, slow_mibps, bool(learned_mibps)
+
+    def rates_all(self, healths: list[float], paths: list[float],
+                  learned: list[Optional[float]]) -> list[estimator.Rates]:
+        """:meth:`rates` of each (dest_health, path_mbps, learned_mibps).
+
+        Long columns take :func:`estimator.dest_term` as numpy operations
+        (the same comparisons and products, so the same doubles).
+        """
+        if len(healths) < batch.MIN_BATCH:
+            return [self.rates(h, p, m) for h, p, m in zip(healths, paths, learned)]
+        terms = [self._link_terms(p, m) for p, m in zip(paths, learned)]
+        health = np.array(healths, dtype=np.float64)
+        mibps, labels = self._dest_terms(health, [fast for fast, _ in terms])
+        if self._slow_health is not None:
+            slow, _ = self._dest_terms(health, [slow for _, slow in terms])
+        else:
+            slow = [None] * len(healths)
+        return list(zip(mibps, labels, slow, [bool(m) for m in learned]))
+
+    def _dest_terms(self, health: np.ndarray, terms: list[_Term]
+                    ) -> tuple[list[float], list[str]]:
+        """estimator.dest_term over a column of hosts."""
+        best = np.array([t[0] for t in terms], dtype=np.float64)
+        stream = np.array([t[2] for t in terms], dtype=np.float64)
+        with np.errstate(all='ignore'):
+            dest = health * stream
+            by_dest = dest < best
+            best = np.where(by_dest, dest, best)
+            cap = self.params.bandwidth_cap_mibps
+            by_cap = np.zeros(len(terms), dtype=bool)
+            if cap:
+                by_cap = cap < best
+                best = np.where(by_cap, cap, best)
+            best = np.where(0.0 > best, 0.0, best)
+        labels = ['cap' if c else ('dest-numa' if d else t[1])
+                  for c, d, t in zip(by_cap.tolist(), by_dest.tolist(), terms)]
+        return best.tolist(), labels
 
     def estimate(self, rates: estimator.Rates) -> objects.Estimate:
         """What :func:`estimator.estimate_at` returns, one per distinct rates."""

@@ -81,12 +81,13 @@ class RequestSpec:
     def dest_healths(self, hosts: list[objects.Host]) -> list[float]:
         """:meth:`dest_health` of each host, in order."""
         memo = self._dest_health
-        instance = self.instance
+        need = self.instance.memory_mib
         out = []
         for host in hosts:
             health = memo.get(host.name)
             if health is None:
-                health = memo[host.name] = estimator.dest_health(instance, host)
+                # estimator.dest_health, without its call per host
+                health = memo[host.name] = host.best_node_health(need)
             out.append(health)
         return out
 
@@ -109,8 +110,9 @@ class RequestSpec:
             model = self._model
             width = self._width
             learned = self._learned
-            rates = [model.rates(health, width.get(host.name, 0.0), learned.get(host.name))
-                     for host, health in zip(missing, self.dest_healths(missing))]
+            rates = model.rates_all(self.dest_healths(missing),
+                                    [width.get(host.name, 0.0) for host in missing],
+                                    [learned.get(host.name) for host in missing])
             for host, est in zip(missing, model.estimates(rates)):
                 memo[host.name] = est
         return [memo[h.name] for h in hosts]

@@ -126,4 +126,6 @@ def test_best_node_is_max_by_rounded_health_then_free_memory_then_lower_id(nodes
                          bandwidth_mibps=None if h is None else h * 20000.0,
                          baseline_mibps=None if h is None else 20000.0)
         for i, (h, free) in enumerate(nodes)])
-    assert host.best_node(need) is best_node(host, need)
+    best = best_node(host, need)
+    assert host.best_node(need) is best
+    assert host.best_node_health(need) == (best.health if best is not None else 1.0)

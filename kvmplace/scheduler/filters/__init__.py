@@ -8,6 +8,7 @@ Filters are pure: no I/O, no libvirt, no clock other than ``spec.now``.
 from __future__ import annotations
 
 from itertools import compress
+from operator import not_
 
 from kvmplace import objects
 from kvmplace.scheduler.spec import RequestSpec
@@ -16,8 +17,7 @@ from kvmplace.scheduler.spec import RequestSpec
 def split(hosts: list[objects.Host], passes: list[bool]
           ) -> tuple[list[objects.Host], list[objects.Host]]:
     """(hosts whose flag is true, the others), both keeping order."""
-    return (list(compress(hosts, passes)),
-            [host for host, ok in zip(hosts, passes) if not ok])
+    return list(compress(hosts, passes)), list(compress(hosts, map(not_, passes)))
 
 
 class BaseFilter:
@@ -47,4 +47,4 @@ class BaseFilter:
         test_fast_path.py checks the built-in filters).
         """
         check = self.host_passes
-        return split(hosts, [bool(check(host, spec)) for host in hosts])
+        return split(hosts, [check(host, spec) for host in hosts])

@@ -32,15 +32,9 @@ class CpuModelFilter(BaseFilter):
     def filter_all(self, hosts, spec):
         # A cluster has a handful of models: decide each one once.
         need = self._needed(spec)
-        verdict = {}
-        passes = []
-        for host in hosts:
-            model = host.cpu_model
-            ok = verdict.get(model)
-            if ok is None:
-                ok = verdict[model] = self._runs(model, need)
-            passes.append(ok)
-        return split(hosts, passes)
+        models = [host.cpu_model for host in hosts]
+        verdict = {model: self._runs(model, need) for model in set(models)}
+        return split(hosts, [verdict[model] for model in models])
 
     def reason(self, host, spec) -> str:
         need = self._needed(spec)

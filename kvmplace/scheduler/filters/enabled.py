@@ -20,9 +20,9 @@ class EnabledFilter(BaseFilter):
     def filter_all(self, hosts, spec):
         now = spec.now
         limit = spec.options.host_down_seconds
-        return split(hosts, [bool(host.enabled and host.up and
-                                  (0.0 if host.updated_at is None
-                                   else now - host.updated_at) <= limit)
+        return split(hosts, [host.enabled and host.up and
+                             (0.0 if host.updated_at is None
+                              else now - host.updated_at) <= limit
                              for host in hosts])
 
     def reason(self, host, spec) -> str:
