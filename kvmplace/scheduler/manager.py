@@ -18,7 +18,6 @@ from kvmplace import objects
 from kvmplace import topology as topo
 from kvmplace.exception import ConfigError, InvalidInput, NotFound
 from kvmplace.scheduler import columns
-from kvmplace.scheduler import gcpause
 from kvmplace.scheduler.spec import RequestSpec
 
 LOG = logging.getLogger(__name__)
@@ -123,16 +122,11 @@ class SchedulerManager:
         Returns ``{"instance", "source", "ranked": [...], "rejected": [...]}``
         as ARCHITECTURE "CLI" defines; ``ranked`` best first.
         """
-        with gcpause.paused():
-            spec = self.build_spec(inventory, request, topology, now)
-            return self.select_with_spec(spec, hosts if hosts is not None
-                                         else inventory.hosts.values())
+        spec = self.build_spec(inventory, request, topology, now)
+        return self.select_with_spec(spec, hosts if hosts is not None
+                                     else inventory.hosts.values())
 
     def select_with_spec(self, spec: RequestSpec, hosts: Iterable[objects.Host]) -> dict:
-        with gcpause.paused():
-            return self._select(spec, hosts)
-
-    def _select(self, spec: RequestSpec, hosts: Iterable[objects.Host]) -> dict:
         request = spec.request
         candidates = list(hosts)
         rejected: list[dict] = []
