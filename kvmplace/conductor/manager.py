@@ -134,6 +134,12 @@ class ConductorManager:
             LOG.warning('migration %s: path throughput not recorded: %s', rec['id'][:8], exc)
             return None
         row['observed_mibps'] = round(mibps, 2)
+        # What the next estimate on this path will use (conductor.learning).
+        topology = self._topology or self.snapshot()[1]
+        path = (rec['source'], rec['dest'])
+        row['used_mibps'] = round(learning.trusted_rates(
+            {path: (float(row['mibps']), int(row['samples'] or 0))}, topology,
+            self.scheduler.params, self.conf.estimator.learning_prior_migrations)[path], 2)
         return row
 
     def guest_state(self, host: str, instance: str) -> Optional[dict]:

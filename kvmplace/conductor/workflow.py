@@ -399,7 +399,8 @@ class MigrationWorkflow:
         if learned:
             self.event('learn', message=f"{verified['source']} -> {verified['dest']}: "
                        f"observed {learned['observed_mibps']:.1f} MiB/s, path now "
-                       f"{learned['mibps']:.1f} MiB/s ({learned['samples']} migrations)",
+                       f"{learned['mibps']:.1f} MiB/s ({learned['samples']} migrations), "
+                       f"predictions use {learned['used_mibps']:.1f} MiB/s",
                        data=learned)
         self.set(status='completed', error=None)
 

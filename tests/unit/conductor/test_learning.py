@@ -170,6 +170,8 @@ def test_a_finished_migration_teaches_its_path(conf, db):  # noqa: F811
     assert db.path_rates() == {('h1', 'h2'): pytest.approx(102.4, rel=1e-3)}
     learn = [s for s in final['steps'] if s['name'] == 'learn']
     assert learn and learn[0]['data']['observed_mibps'] == pytest.approx(102.4, rel=1e-3)
+    assert learn[0]['data']['used_mibps'] == pytest.approx(102.4, rel=1e-3)   # k = 0 here
+    assert 'predictions use 102.4 MiB/s' in learn[0]['message']
     assert final['estimate']['inputs'] == {'memory_mib': 1024, 'dirty_rate_mibps': 0.0,
                                            'disk_mib': 0.0}
     # Back the other way: that path has not been measured yet.
