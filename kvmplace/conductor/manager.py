@@ -228,6 +228,10 @@ class ConductorManager:
         while True:
             try:
                 return wf.MigrationWorkflow(self, migration_id).run()
+            except wf.Interrupted:
+                LOG.info('migration %s: conductor stopping; its record stays as it is and '
+                         'the next start resumes it', migration_id[:8])
+                return None
             except db_api.DatabaseError as exc:
                 LOG.warning('migration %s: %s; resuming it when the database works again',
                             migration_id[:8], exc)
@@ -248,6 +252,10 @@ class ConductorManager:
             self.start_executor(drain['id'])
             resumed.append(drain['id'])
         return resumed
+
+    def stopping(self) -> bool:
+        """True once stop() was called: workflows stop waiting (wf.Interrupted)."""
+        return self._stopping.is_set()
 
     def stop(self) -> None:
         self._stopping.set()

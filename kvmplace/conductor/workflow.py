@@ -39,6 +39,17 @@ class Aborted(Exception):
     """The operator asked to abort this migration."""
 
 
+class Interrupted(Exception):
+    """The conductor is stopping while this workflow waits on a migration.
+
+    The record stays in the status last committed (no outcome without the
+    agents' answer): the next conductor's recovery resumes it and asks the
+    agents how the migration ended. Without this a stopping conductor
+    waited for every running migration to end - Python joins the worker
+    threads at exit - so SIGTERM could take as long as the longest copy.
+    """
+
+
 class Waiter:
     """Where the agent's progress and result casts meet the workflow thread."""
 
@@ -129,6 +140,8 @@ class MigrationWorkflow:
                 self._verify(rec)
             elif status in ('rolling-back', 'aborting'):
                 self._rollback(rec, rec.get('error') or 'interrupted rollback resumed')
+        except Interrupted:
+            raise                       # the record stays for recovery: no outcome
         except Aborted:
             rec = self.record()
             if rec['status'] in ('queued', 'scheduling', 'prechecking', 'pinning'):
@@ -297,6 +310,8 @@ class MigrationWorkflow:
         while True:
             if waiter.event.wait(0 if first else interval):
                 return waiter.result or {'status': 'failed', 'error': 'empty result'}
+            if self.ctx.stopping():
+                raise Interrupted()
             if not abort_sent and self.abort_requested():
                 abort_sent = True
                 self.event('abort', rec['source'], message='abort requested')

@@ -287,7 +287,7 @@ def test_every_rpc_method_is_fuzzed():
               callable(getattr(cm.ConductorManager, n))}
     internal = {'snapshot', 'guest_state', 'locate', 'waiter', 'forget_waiter', 'notify',
                 'notify_final', 'start_workflow', 'recover', 'stop', 'start_migration',
-                'start_executor', 'learn', 'target'}
+                'start_executor', 'learn', 'target', 'stopping'}
     fuzzed = {'report_state', 'migration_progress', 'migration_finished',
               'select_destinations', 'estimate', 'migrate', 'get_migration',
               'list_migrations', 'abort_migration', 'drain', 'rebalance', 'get_drain',

@@ -129,6 +129,31 @@ def test_abort_in_the_middle(conf, db, cloud):
     assert ('abort', 'h1') in agents.calls
 
 
+def test_a_stopping_conductor_leaves_a_running_migration_for_recovery(conf, db, cloud):
+    """stop() ends the workflow threads (the process can exit at once) and
+    leaves the record 'migrating'; the next conductor resumes it."""
+    mgr, agents = make(conf, db, cloud, hang=True)
+    rec = mgr.migrate({}, 'vm1')
+    deadline = time.monotonic() + 10
+    while mgr.get_migration({}, rec['id'])['status'] != 'migrating':
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    workers = list(mgr._pool._threads)
+    mgr.stop()
+    for thread in workers:
+        thread.join(10)
+        assert not thread.is_alive(), 'a workflow kept waiting after stop()'
+    assert mgr.get_migration({}, rec['id'])['status'] == 'migrating'   # no invented outcome
+    # The next conductor (same database and agents) resumes and can abort it.
+    again = cm.ConductorManager(conf, db, agents)
+    agents.conductor = again
+    assert rec['id'] in again.recover()
+    again.abort_migration({}, rec['id'])
+    final = wait_final(again, rec['id'])
+    assert final['status'] == 'aborted' and cloud.guests['vm1']['host'] == 'h1'
+    again.stop()
+
+
 def test_one_migration_per_guest(conf, db, cloud):
     mgr, _ = make(conf, db, cloud, hang=True)
     rec = mgr.migrate({}, 'vm1')
