@@ -140,6 +140,7 @@ def _build(hosts: int, links: list[int], guests_count: int, with_services: bool,
     if specs:
         progress(f"starting {len(specs)} guests (Linux guests: {linux_type})")
         state["guests"] = [s.to_dict() for s in specs]
+        state["guest_kernel_args"] = guests.GUEST_KERNEL_SAFETY_ARGS
         labstate.save(state)
         _start_guests(state, specs, boot)
         mark("guests_started")

@@ -187,6 +187,59 @@ def dirty_rate_mibps(guest: str, seconds: int = 2, rounds: int = 4) -> float:
         conn.close()
 
 
+def describe(guest: str, log_lines: int = 15) -> str:
+    """Where ``guest`` runs, libvirt's state and reason there, whether a job
+    runs on it, and the tail of its serial console: what a failed lab
+    assertion needs to say about a guest that does not behave."""
+    states = {getattr(libvirt, n): n[len("VIR_DOMAIN_"):].lower()
+              for n in dir(libvirt) if n.startswith("VIR_DOMAIN_")
+              and n[len("VIR_DOMAIN_"):] in ("RUNNING", "PAUSED", "SHUTOFF", "CRASHED",
+                                             "BLOCKED", "SHUTDOWN", "PMSUSPENDED")}
+    try:
+        host = where(guest)
+    except LabError as exc:
+        return str(exc)
+    conn = manager.connect(host)
+    try:
+        dom = conn.lookupByName(guest)
+        state, reason = dom.state()
+        job = dom.jobInfo()[0]
+    finally:
+        conn.close()
+    log = labguests.host_path(host, labguests.SERIAL_LOG.format(name=guest))
+    try:
+        with open(log, "rb") as f:
+            tail = f.read()[-8192:].decode(errors="replace").splitlines()[-log_lines:]
+    except OSError as exc:
+        tail = [f"(no console log: {exc})"]
+    return (f"{guest} on {host}: state {states.get(state, state)} reason {reason}, "
+            f"job type {job}; console tail:\n" + "\n".join(tail))
+
+
+#: What a guest kernel prints when it breaks (oops, BUG, panic, lockups).
+KERNEL_FAULT_MARKERS = (b"Oops", b"BUG:", b"Kernel panic", b"general protection fault",
+                        b"soft lockup", b"hard LOCKUP")
+
+
+def console_events(guest: str) -> dict:
+    """Kernel faults and boots of ``guest`` so far, over every lab host's
+    serial log (a guest's console follows it: each host appends to its own
+    file). A panicked guest reboots (panic=-1) and prints the ready marker
+    again, so ``boots`` going up means the guest lost its state."""
+    import glob
+
+    faults, boots = [], 0
+    pattern = labguests.host_path("*", labguests.SERIAL_LOG.format(name=guest))
+    for path in sorted(glob.glob(pattern)):
+        with open(path, "rb") as f:
+            for line in f.read().splitlines():
+                if any(m in line for m in KERNEL_FAULT_MARKERS):
+                    faults.append(line.decode(errors="replace").strip())
+                if labguests.READY_MARKER.encode() in line:
+                    boots += 1
+    return {"faults": faults, "boots": boots}
+
+
 def _dirtyrate_stats(conn, dom) -> dict:
     records = conn.domainListGetStats([dom], libvirt.VIR_DOMAIN_STATS_DIRTYRATE)
     return records[0][1] if records else {}

@@ -62,13 +62,16 @@ def pytest_collection_modifyitems(config, items):
 def _healthy_session_lab() -> dict | None:
     """The lab that is up already, if it has this session's shape (a lab
     from before hosts served libvirt over TLS does not)."""
-    from kvmplace.lab import manager
+    from kvmplace.lab import guests, manager
     from kvmplace.lab import state as labstate
 
     state = labstate.load()
     if (state.get("phase") != "up"
             or [h["link_mbps"] for h in state["hosts"]] != LINKS_MBPS
             or not all(h.get("libvirt_tls_uri") for h in state["hosts"])
+            # Guests booted without the arguments that keep TCG guests
+            # intact across migration (see guests.GUEST_KERNEL_SAFETY_ARGS).
+            or state.get("guest_kernel_args") != guests.GUEST_KERNEL_SAFETY_ARGS
             or len(state.get("guests", [])) != GUESTS):
         return None
     where = manager.locate_guests(state)
