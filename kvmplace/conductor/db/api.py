@@ -38,6 +38,9 @@ def _redact(url: str) -> str:
         return '<database url>'
 
 
+#: pg_advisory_xact_lock key that serializes schema upgrades ("kvmp").
+SCHEMA_LOCK_KEY = 0x6b766d70
+
 class Database:
     """Engine, schema upgrade and the record operations."""
 
@@ -101,15 +104,30 @@ class Database:
     # -- schema ---------------------------------------------------------------
     def upgrade(self) -> None:
         """Bring the schema to the newest alembic revision."""
+        try:
+            with self.engine.begin() as conn:
+                self._upgrade_on(conn)
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._error('cannot prepare the database ', exc) from None
+
+    def _upgrade_on(self, conn: sa.Connection) -> None:
+        """The upgrade inside the caller's transaction.
+
+        On PostgreSQL, DDL is transactional and two conductors starting on
+        an empty database would both create the tables: the second blocks
+        on the first's uncommitted catalog rows, then fails ("relation
+        already exists"). A transaction-scoped advisory lock taken first
+        makes the second wait for the first to commit, after which it finds
+        the schema at head and does nothing. (SQLite: one conductor.)
+        """
+        if conn.dialect.name == 'postgresql':
+            conn.execute(sa.text('SELECT pg_advisory_xact_lock(:key)'),
+                         {'key': SCHEMA_LOCK_KEY})
         cfg = alembic.config.Config()
         cfg.set_main_option('script_location',
                             os.path.join(os.path.dirname(__file__), 'alembic'))
-        try:
-            with self.engine.begin() as conn:
-                cfg.attributes['connection'] = conn
-                alembic.command.upgrade(cfg, 'head')
-        except sa_exc.SQLAlchemyError as exc:
-            raise self._error('cannot prepare the database ', exc) from None
+        cfg.attributes['connection'] = conn
+        alembic.command.upgrade(cfg, 'head')
 
     def check_writable(self) -> None:
         """Raise DatabaseError now if the database takes no writes.

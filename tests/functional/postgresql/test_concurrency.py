@@ -128,3 +128,45 @@ def test_many_threads_on_two_conductors_exactly_one_drain_wins(conductors) -> No
         assert other == [] and len(won) == 1, (host, won, other)
         assert refused == [f'host "{host}" is already draining (drain {won[0]})'] * (
             threads_per_host - 1)
+
+
+def test_two_conductors_creating_the_schema_at_once_both_start(pg_url: str) -> None:
+    """Two conductors upgrading an empty database at the same moment.
+
+    Made to happen every time: conductor A's upgrade runs inside a
+    transaction held open (tables created, not committed) while conductor
+    B upgrades; B must wait for A (seen in pg_stat_activity) and then find
+    the schema at head - not fail with "relation already exists", as it
+    did before the upgrade took an advisory lock.
+    """
+    first, second = db_api.Database(pg_url), db_api.Database(pg_url)
+    outcome: dict = {}
+
+    def run_b() -> None:
+        try:
+            second.upgrade()
+            outcome['ok'] = True
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome['error'] = exc
+
+    try:
+        with first.engine.connect() as conn:
+            trans = conn.begin()
+            first._upgrade_on(conn)
+            b = threading.Thread(target=run_b)
+            b.start()
+            wait_for(lambda: outcome or _waiting_on_a_lock(first), 30,
+                     'conductor B to wait for A\'s schema')
+            assert not outcome, f'B did not wait for A: {outcome}'
+            trans.commit()
+        b.join(60)
+        assert outcome.get('ok'), outcome.get('error')
+        with second.engine.connect() as conn:
+            versions = conn.execute(sa.text('SELECT version_num FROM alembic_version')).all()
+        assert len(versions) == 1
+        # And the schema is usable by both.
+        for db in (first, second):
+            db.check_writable()
+    finally:
+        first.engine.dispose()
+        second.engine.dispose()
