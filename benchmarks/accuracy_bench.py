@@ -391,7 +391,9 @@ def main(argv=None) -> int:
         warm_up(state)
         failed: list[dict] = []
         cases = run_matrix(state, calibration_names, dirty, failed)
+        health = labbench.guest_health(state)
     out = evaluate(cases, failed)
+    out.update(health)
     out.update(machine=labbench.machine(),
                runtime_seconds=round(time.monotonic() - lab_started, 1))
     report(out, args.json)

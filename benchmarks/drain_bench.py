@@ -295,6 +295,8 @@ def main(argv=None) -> int:
                                  f'{run["makespan_seconds"]:.1f} s')
         finally:
             stack.stop()
+        health = labbench.guest_health(state)
+
     def med(kind, key='makespan_seconds'):
         value = labbench.median(r[key] for r in runs[kind])
         return None if value is None else round(value, 3)
@@ -323,6 +325,7 @@ def main(argv=None) -> int:
             'slow_memory': slow},
         'machine': labbench.machine(),
         'runtime_seconds': round(time.monotonic() - lab_started, 1),
+        **health,
     }
     if args.json:
         print(json.dumps(objects.plain(out), sort_keys=True))

@@ -126,6 +126,26 @@ def lab(who: str, hosts: int, links: list[int], mix: list[dict],
             lock.release()
 
 
+def guest_health(state: dict) -> dict:
+    """Kernel faults and reboots of the lab's Linux guests since the lab
+    came up, from their serial consoles: a benchmark's timings only count
+    if the guests it moved came out whole (see doc/source/contributor/lab.rst:
+    on TCG a broken guest looks like a successful migration to libvirt)."""
+    from kvmplace.lab import measure
+    faults, reboots, broken = 0, 0, []
+    for g in state['guests']:
+        if g['kind'] == 'firmware':
+            continue
+        events = measure.console_events(g['name'])
+        faults += len(events['faults'])
+        reboots += max(0, events['boots'] - 1)
+        if events['faults'] or events['boots'] > 1:
+            broken.append(g['name'])
+    if broken:
+        log(f'guests that broke: {", ".join(broken)}')
+    return {'guest_kernel_faults': faults, 'guest_reboots': reboots, 'broken_guests': broken}
+
+
 def _bin(name: str) -> str:
     return os.path.join(os.path.dirname(sys.executable), name)
 

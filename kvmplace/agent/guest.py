@@ -54,6 +54,22 @@ def state_name(dom) -> tuple[str, bool]:
     return STATE_NAMES.get(state, 'unknown'), incoming
 
 
+def crash_of(dom) -> Optional[str]:
+    """Why ``dom`` counts as crashed, or None. A guest kernel panic reaches
+    libvirt through a panic device: by ``<on_crash>`` the domain is left
+    'crashed' (preserve), paused (reason 'crashed'), or shut off (reason
+    'crashed'); a restart is seen as a new domain ID by the caller."""
+    state, reason = dom.state()
+    if state == libvirt.VIR_DOMAIN_CRASHED:
+        return 'the guest crashed (kernel panic reported by its panic device)'
+    if state == libvirt.VIR_DOMAIN_PAUSED and \
+            reason == getattr(libvirt, 'VIR_DOMAIN_PAUSED_CRASHED', -1):
+        return 'the guest crashed and is paused (kernel panic reported by its panic device)'
+    if state == libvirt.VIR_DOMAIN_SHUTOFF and reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED:
+        return 'the guest crashed and was shut off'
+    return None
+
+
 def cpumap_to_list(cpumap) -> str:
     return objects.format_cpu_list(i for i, on in enumerate(cpumap) if on)
 

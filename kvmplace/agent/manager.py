@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from typing import Any, Optional
 
 import libvirt
@@ -18,6 +19,7 @@ import oslo_messaging as messaging
 
 from kvmplace import objects
 from kvmplace.agent import cpu
+from kvmplace.agent import guest as guestmod
 from kvmplace.agent import host as host_mod
 from kvmplace.agent import migration
 from kvmplace.agent import pinning
@@ -242,7 +244,10 @@ class AgentManager:
                     'affinity': None}
         facts = self.host.guest_facts(dom)
         problems = []
-        if facts['state'] != 'running' or facts.get('incoming'):
+        crashed = guestmod.crash_of(dom)
+        if crashed:
+            problems.append(crashed)
+        elif facts['state'] != 'running' or facts.get('incoming'):
             problems.append(f"state is {facts['state']}"
                             f"{' (migration still arriving)' if facts.get('incoming') else ''},"
                             " not running")
@@ -259,9 +264,41 @@ class AgentManager:
             elif affinity is None or set(objects.parse_cpu_list(affinity)) != set(want_cpus):
                 problems.append(f'main thread runs on CPUs {affinity}, expected '
                                 f'{objects.format_cpu_list(want_cpus)}')
+        if not problems:
+            problems = self._settle(dom)
         return {'ok': not problems, 'reason': '; '.join(problems) or None,
                 'affinity': affinity, 'qemu_pid': facts['qemu_pid'], 'uuid': facts['uuid'],
                 'state': facts['state'], 'emulator_node': facts['emulator_node']}
+
+
+    def _settle(self, dom) -> list[str]:
+        """Watch a guest that passed post_verify for
+        [agent] post_verify_settle_seconds: a crash, a stop or a restart
+        (a new domain ID, as on_crash=restart gives) in that time fails the
+        verification. Why: damaged memory shows at once, as a panic. The
+        domain is looked up again each time: a virDomain keeps the ID it
+        was looked up with."""
+        settle_s = self.conf.agent.post_verify_settle_seconds
+        deadline = time.monotonic() + settle_s
+        uuid, first_id = dom.UUID(), dom.ID()
+        watched = f'while post_verify watched it ({settle_s:g} s)'
+        while time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+            try:
+                now = self._conn().lookupByUUID(uuid)
+                crashed = guestmod.crash_of(now)
+                state, _ = now.state()
+                now_id = now.ID()
+            except libvirt.libvirtError as exc:
+                return [f'the guest went away {watched}: {exc}']
+            if crashed:
+                return [f'{crashed} {watched}']
+            if state != libvirt.VIR_DOMAIN_RUNNING:
+                return [f'the guest left the running state '
+                        f'({guestmod.STATE_NAMES.get(state, state)}) {watched}']
+            if now_id != first_id:
+                return [f'the guest restarted (domain ID {first_id} -> {now_id}) {watched}']
+        return []
 
 
 RPC_METHODS = ('get_host_state', 'check_destination', 'pre_pin', 'restore_pin', 'migrate',

@@ -126,6 +126,14 @@ OPTS = [
         help='How often a running migration\'s job statistics are read and '
              'cast to the conductor as migration_progress (at most 1 s, as '
              'the seed note polls domjobinfo every second).'),
+    cfg.FloatOpt(
+        'post_verify_settle_seconds', default=1.0, min=0.0, max=30.0,
+        help='After the checks pass, post_verify watches the guest this '
+             'long before it answers: a guest whose memory arrived damaged '
+             'typically panics within milliseconds of resuming, and that '
+             'must make the migration fail, not pass. Needs a panic device '
+             'in the guest (pvpanic) so that libvirt sees the panic. 0: '
+             'answer at once.'),
     cfg.IntOpt(
         'completion_timeout_seconds_per_gib', default=800, min=1,
         help='A migration may take this many seconds per GiB of guest '

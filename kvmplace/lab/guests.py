@@ -142,7 +142,10 @@ def domain_xml(spec: GuestSpec, image: BootImage | None) -> str:
     No ``<cpu mode='host-model'/>``: QEMU aborts on an MSR under nested KVM
     here; the default CPU model works for KVM and TCG alike. No NIC and no
     balloon: nothing in the guest needs them, and they only add migration
-    state.
+    state. A panic device (its driver is in the initramfs) and
+    ``on_crash=preserve``: a guest kernel panic leaves the domain 'crashed'
+    where libvirt, kvmplace's agent and the tests see it, instead of a
+    reboot (panic=-1) that only the guest's console would tell.
     """
     os_parts = ["<type arch='x86_64' machine='pc'>hvm</type>"]
     if spec.kind in ("linux", "linux-disk"):
@@ -176,7 +179,7 @@ def domain_xml(spec: GuestSpec, image: BootImage | None) -> str:
   <clock offset='utc'/>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>restart</on_reboot>
-  <on_crash>destroy</on_crash>
+  <on_crash>preserve</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     {disk}
@@ -185,6 +188,7 @@ def domain_xml(spec: GuestSpec, image: BootImage | None) -> str:
     <console type='file'><source path={quoteattr(serial)} append='on'/>
       <target type='serial' port='0'/></console>
     <memballoon model='none'/>
+    <panic model='isa'><address type='isa' iobase='0x505'/></panic>
   </devices>
 </domain>
 """

@@ -64,11 +64,20 @@ def kernel_package() -> str:
                    "run apt-get update")
 
 
+#: Kernel modules the guests load from their initramfs, in load order:
+#: the panic device's driver, so that a guest kernel panic reaches libvirt
+#: (the domain turns 'crashed', reason 'panicked') instead of a silent
+#: reboot that nobody outside the guest would notice.
+GUEST_MODULES = ("drivers/misc/pvpanic/pvpanic.ko", "drivers/misc/pvpanic/pvpanic-mmio.ko")
+
+
 def ensure_kernel() -> tuple[str, str]:
-    """(path to vmlinuz, version); downloaded and unpacked once."""
+    """(path to vmlinuz, version); downloaded and unpacked once (again when
+    a cache from before GUEST_MODULES lacks the modules)."""
     kdir = os.path.join(labstate.CACHE_DIR, "kernel")
     found = sorted(glob.glob(os.path.join(kdir, "boot", "vmlinuz-*")))
-    if found:
+    if found and all(os.path.exists(os.path.join(kdir, "modules", os.path.basename(m)))
+                     for m in GUEST_MODULES):
         return found[-1], os.path.basename(found[-1])[len("vmlinuz-"):]
     package = kernel_package()
     os.makedirs(labstate.CACHE_DIR, exist_ok=True)
@@ -88,9 +97,21 @@ def ensure_kernel() -> tuple[str, str]:
         vmlinuz = glob.glob(os.path.join(unpacked, "boot", "vmlinuz-*"))
         if not vmlinuz:
             raise LabError(f"{package} holds no /boot/vmlinuz-*")
+        os.makedirs(os.path.join(kdir, "modules"), exist_ok=True)
+        for module in GUEST_MODULES:
+            paths = glob.glob(os.path.join(unpacked, "lib", "modules", "*", "kernel", module))
+            if not paths:
+                raise LabError(f"{package} holds no {module}")
+            shutil.copy2(paths[0], os.path.join(kdir, "modules"))
         for path in glob.glob(os.path.join(unpacked, "boot", "*")):
             shutil.copy2(path, os.path.join(kdir, "boot"))
     return ensure_kernel()
+
+
+def guest_module_paths() -> list[str]:
+    """The cached GUEST_MODULES (ensure_kernel first), in load order."""
+    kdir = os.path.join(labstate.CACHE_DIR, "kernel", "modules")
+    return [os.path.join(kdir, os.path.basename(m)) for m in GUEST_MODULES]
 
 
 def build_dirtier(out_dir: str) -> str:
@@ -107,6 +128,9 @@ def _inputs_digest() -> str:
     digest = hashlib.sha256()
     digest.update(_asset("dirtier.c"))
     digest.update(_asset("init"))
+    for module in guest_module_paths():
+        with open(module, "rb") as f:
+            digest.update(hashlib.sha256(f.read()).digest())
     with open(BUSYBOX, "rb") as f:
         digest.update(hashlib.sha256(f.read()).digest())
     return digest.hexdigest()[:12]
@@ -120,8 +144,10 @@ def ensure_initrd() -> str:
     os.makedirs(labstate.CACHE_DIR, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=labstate.CACHE_DIR) as tmp:
         root = os.path.join(tmp, "root")
-        for sub in ("bin", "dev", "proc", "sys", "tmp"):
+        for sub in ("bin", "dev", "proc", "sys", "tmp", "modules"):
             os.makedirs(os.path.join(root, sub))
+        for module in guest_module_paths():
+            shutil.copy2(module, os.path.join(root, "modules"))
         shutil.copy2(BUSYBOX, os.path.join(root, "bin", "busybox"))
         shutil.copy2(build_dirtier(tmp), os.path.join(root, "bin", "dirtier"))
         with open(os.path.join(root, "init"), "wb") as f:
@@ -146,7 +172,7 @@ def ensure_initrd() -> str:
 
 
 def ensure_boot_image() -> BootImage:
-    kernel, version = ensure_kernel()
+    kernel, version = ensure_kernel()    # first: the initrd holds its modules
     return BootImage(kernel=kernel, initrd=ensure_initrd(), kernel_version=version)
 
 

@@ -38,8 +38,10 @@ def shared_lab(request):
     if reason:
         pytest.skip(reason)
     state = labstate.load()
+    from kvmplace.lab.guests import GUEST_KERNEL_SAFETY_ARGS
     if state.get('phase') == 'up' and len(state.get('hosts', [])) >= 3 and \
-            _default_guests(state):
+            _default_guests(state) and \
+            state.get('guest_kernel_args') == GUEST_KERNEL_SAFETY_ARGS:
         where = manager.locate_guests(state)
         if all(where.get(f'lab-vm{i}') for i in range(1, 5)):
             return state
@@ -358,3 +360,71 @@ def test_progress_timeout_can_switch_to_post_copy(shared_lab, agents, conductor)
                                        memory_mib=g['memory_mib'], vcpus=g['vcpus'],
                                        cpus=answer['cpus'])
     assert verify['ok'], verify['reason']
+
+
+def test_post_verify_sees_a_guest_kernel_panic(shared_lab, agents):
+    """A real guest kernel panic, caught by post_verify.
+
+    A scratch guest (the lab's image, booted with ``unknown_nmi_panic=1``)
+    gets an NMI from libvirt (virDomainInjectNMI) while the agent's
+    post_verify watches it ([agent] post_verify_settle_seconds, 1 s by
+    default): the guest kernel panics, its panic device tells QEMU, libvirt
+    leaves the domain 'crashed' (on_crash=preserve) and post_verify fails
+    saying so. This is what a guest whose memory arrived damaged does right
+    after a switch-over (see guests.GUEST_KERNEL_SAFETY_ARGS); before the
+    NMI the same call passes.
+    """
+    import re
+    import threading
+
+    import libvirt
+
+    from kvmplace.lab import guests as labguests
+    from kvmplace.lab import image as labimage
+    from kvmplace.lab import manager
+
+    host = shared_lab['hosts'][1]['name']
+    linux_type = next(g['domain_type'] for g in shared_lab['guests'] if g['kind'] == 'linux')
+    spec = labguests.GuestSpec(name='lab-panic', host=host, kind='linux', memory_mib=160,
+                               buffer_mib=8, domain_type=linux_type)
+    xml = labguests.domain_xml(spec, labimage.ensure_boot_image())
+    xml = re.sub(r'<cmdline>', '<cmdline>unknown_nmi_panic=1 ', xml)
+    conn = manager.connect(host)
+    serial = labguests.host_path(host, labguests.SERIAL_LOG.format(name=spec.name))
+    if os.path.exists(serial):
+        os.unlink(serial)           # ready() must see this boot's marker
+    dom = conn.createXML(xml, 0)    # transient: gone once destroyed
+    try:
+        wait_for(lambda: labguests.ready(spec, host), 120, 'the scratch guest to boot', 0.2)
+        api = agents['api']
+        g = _guest(agents, host, spec.name)
+        args = dict(instance=spec.name, uuid=g['uuid'], memory_mib=g['memory_mib'],
+                    vcpus=g['vcpus'], cpus=None)
+        started = time.monotonic()
+        healthy = api.post_verify({}, host, **args)
+        assert healthy['ok'], healthy
+        assert time.monotonic() - started >= 1.0        # it watched the guest
+
+        nmi = threading.Timer(0.3, dom.injectNMI)
+        nmi.start()
+        try:
+            answer = api.post_verify({}, host, **args)
+        finally:
+            nmi.join()
+        assert not answer['ok'], answer
+        assert 'crashed' in answer['reason'] and 'panic' in answer['reason'], answer
+        state, reason = dom.state()
+        assert (state, reason) == (libvirt.VIR_DOMAIN_CRASHED,
+                                   libvirt.VIR_DOMAIN_CRASHED_PANICKED)
+        # (The console stays silent: the kernel prints the panic after its
+        # panic notifiers, and the panic device's notifier has QEMU pause
+        # the guest first; CRASHED_PANICKED is the guest kernel's own word.)
+        # Asked again later, the crash is still what it reports.
+        again = api.post_verify({}, host, **args)
+        assert not again['ok'] and 'crashed' in again['reason']
+    finally:
+        try:
+            dom.destroy()
+        except libvirt.libvirtError:
+            pass
+        conn.close()

@@ -124,3 +124,88 @@ def test_check_destination_refuses_on_a_disabled_host(agent):
 def test_abort_without_a_job_says_why(agent):
     answer = agent.manager.abort({}, instance=TEST_GUEST)
     assert answer['aborted'] is False and answer['reason']
+
+
+def _ok_args(agent):
+    state = agent.manager.get_host_state({})
+    g = next(x for x in state['instances'] if x['name'] == TEST_GUEST)
+    return dict(instance=TEST_GUEST, uuid=g['uuid'], memory_mib=8192, vcpus=2, cpus=None)
+
+
+def test_post_verify_watches_the_guest_for_the_settle_time(agent, agent_conf, test_dom):
+    """A guest that stops running within [agent] post_verify_settle_seconds
+    of the call fails the verification (a damaged guest panics at once);
+    one that stays up passes after about that long. The test driver cannot
+    panic a guest: a pause stands in for it here; the real panic is
+    tests/integration/test_agent_lab.py::test_post_verify_sees_a_guest_kernel_panic."""
+    import threading
+    import time
+    agent_conf.set_override('post_verify_settle_seconds', 0.6, 'agent')
+    args = _ok_args(agent)
+    started = time.monotonic()
+    assert agent.manager.post_verify({}, **args)['ok']
+    assert time.monotonic() - started >= 0.6
+    timer = threading.Timer(0.2, test_dom.suspend)
+    timer.start()
+    try:
+        answer = agent.manager.post_verify({}, **args)
+    finally:
+        timer.join()
+        test_dom.resume()
+    assert not answer['ok']
+    assert 'left the running state (paused) while post_verify watched it (0.6 s)' in answer['reason']
+
+
+def test_post_verify_answers_at_once_without_a_settle_time(agent, agent_conf):
+    import time
+    agent_conf.set_override('post_verify_settle_seconds', 0.0, 'agent')
+    started = time.monotonic()
+    assert agent.manager.post_verify({}, **_ok_args(agent))['ok']
+    assert time.monotonic() - started < 0.5
+
+
+class _Dom:
+    def __init__(self, state, reason):
+        self._state = (state, reason)
+
+    def state(self):
+        return self._state
+
+
+@pytest.mark.parametrize('state, reason, words', [
+    ('VIR_DOMAIN_CRASHED', 'VIR_DOMAIN_CRASHED_PANICKED', 'crashed (kernel panic'),
+    ('VIR_DOMAIN_PAUSED', 'VIR_DOMAIN_PAUSED_CRASHED', 'crashed and is paused'),
+    ('VIR_DOMAIN_SHUTOFF', 'VIR_DOMAIN_SHUTOFF_CRASHED', 'crashed and was shut off'),
+    ('VIR_DOMAIN_RUNNING', 'VIR_DOMAIN_RUNNING_MIGRATED', None),
+    ('VIR_DOMAIN_PAUSED', 'VIR_DOMAIN_PAUSED_USER', None),
+    ('VIR_DOMAIN_SHUTOFF', 'VIR_DOMAIN_SHUTOFF_DESTROYED', None),
+])
+def test_crash_of_reads_libvirts_state_and_reason(state, reason, words):
+    """What each on_crash action leaves behind (libvirt's state, reason)."""
+    import libvirt
+    found = guest.crash_of(_Dom(getattr(libvirt, state), getattr(libvirt, reason)))
+    assert (found is None) if words is None else (words in found)
+
+
+def test_post_verify_sees_a_restart_as_a_new_domain_id(agent, agent_conf, test_dom):
+    """on_crash=restart: libvirt destroys and starts the guest again, so it
+    runs - under a new domain ID - when the settle window looks."""
+    import threading
+    agent_conf.set_override('post_verify_settle_seconds', 0.6, 'agent')
+    args = _ok_args(agent)
+    before = test_dom.ID()
+
+    def restart():
+        test_dom.destroy()
+        test_dom.create()
+
+    timer = threading.Timer(0.2, restart)
+    timer.start()
+    try:
+        answer = agent.manager.post_verify({}, **args)
+    finally:
+        timer.join()
+    assert test_dom.ID() != before
+    assert not answer['ok']
+    assert f'restarted (domain ID {before} -> {test_dom.ID()})' in answer['reason'] or \
+        'left the running state (shutoff)' in answer['reason'], answer['reason']
