@@ -352,6 +352,9 @@ def render_drain(data: dict, console) -> None:
         console.print(mt)
     for u in (data.get('plan') or {}).get('unplaced') or []:
         console.print(f"[bold red]not moved[/] {u['instance']}: {u['reason']}")
+    for b in (data.get('plan') or {}).get('failed_after_leaving') or []:
+        console.print(f"[bold red]left, but its migration failed[/] {b['instance']} "
+                      f"(now on {b.get('dest') or '?'}): {b['reason']}")
 
 
 class HostsMaintenance(base.Command):

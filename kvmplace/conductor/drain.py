@@ -116,11 +116,27 @@ class DrainExecutor:
             if not todo and not running:
                 unplaced = [{'instance': n, 'reason': last_error.get(n, 'migration failed')}
                             for n in gave_up] + list(plan.get('unplaced_final') or [])
-                status = 'completed' if not on_host else 'failed'
+                # Guests that left the host through a migration that failed
+                # after the hand-over (e.g. the guest crashed on its
+                # destination: post_verify): the host is empty, but the
+                # drain must not read as clean.
+                broken = [{'instance': n, 'dest': next(
+                              (m.get('dest') for m in reversed(migrations)
+                               if m['instance'] == n), None),
+                           'reason': last_error[n]}
+                          for n in sorted(set(last_error) - done - set(on_host))]
+                status = 'completed' if not on_host and not broken else 'failed'
+                error = None
+                if on_host:
+                    error = f'{len(on_host)} guests remain on {host}'
+                elif broken:
+                    error = (f'{host} is empty, but {len(broken)} guests left it through a '
+                             f'migration that failed: ' + '; '.join(
+                                 f"{b['instance']} ({b['reason']})" for b in broken))
                 self._save(status=status, plan={**plan, 'unplaced': unplaced,
-                                                'remaining': on_host, 'moved': sorted(done)},
-                           error=None if status == 'completed' else
-                           f'{len(on_host)} guests remain on {host}')
+                                                'remaining': on_host, 'moved': sorted(done),
+                                                'failed_after_leaving': broken},
+                           error=error)
                 return True
             new = drain_plan.plan(self.ctx.scheduler, inventory, host, topology,
                                   reserve_fraction=self.ctx.conf.conductor.link_reserve_fraction,

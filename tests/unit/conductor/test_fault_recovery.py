@@ -237,3 +237,51 @@ def test_a_drain_never_moves_a_guest_twice_on_stale_reports(conf, db):
     assert all(m['status'] == 'completed' for m in rec['migrations'])
     assert all(g['host'] != 'h1' for g in cloud.guests.values())
     mgr.stop()
+
+
+class CrashOnArrival(fakes.FakeAgents):
+    """The destination's post_verify finds ``crashing`` crashed (what
+    the agent says when a guest panics right after the switch-over)."""
+
+    crashing = 'g1'
+
+    def post_verify(self, ctxt, host, instance, uuid, memory_mib, vcpus, cpus):
+        answer = super().post_verify(ctxt, host, instance, uuid, memory_mib, vcpus, cpus)
+        if instance == self.crashing and answer['ok']:
+            return {'ok': False, 'reason': 'the guest crashed (kernel panic reported by its '
+                    'panic device) while post_verify watched it (1 s)', 'affinity': None}
+        return answer
+
+
+def test_a_drain_whose_guest_crashed_on_arrival_is_not_clean(conf, db):
+    """The host ends empty - the crashed guest is on its destination - but
+    the drain must say that a guest left it through a failed migration,
+    with the agent's reason, instead of 'completed'. Not tried again: it
+    is no longer on the host."""
+    cloud = fakes.FakeCloud({'h1': _host(mem=65536), 'h2': _host(mem=65536),
+                             'h3': _host(mem=65536, link=1000)})
+    for i in range(3):
+        cloud.add_guest(f'g{i}', 'h1', memory_mib=2048)
+    mgr, _ = make(conf, db, cloud, migrate_seconds=0.2)
+    agents = CrashOnArrival(cloud, conductor=mgr, migrate_seconds=0.2)
+    mgr.agents = agents
+    drain = mgr.drain({}, 'h1')
+    deadline = time.monotonic() + 60
+    while True:
+        for name in cloud.hosts:
+            mgr.report_state({}, agents.get_host_state({}, name))
+        rec = mgr.get_drain({}, drain['id'])
+        if rec['status'] != 'running':
+            break
+        assert time.monotonic() < deadline, rec
+        time.sleep(0.2)
+    assert all(g['host'] != 'h1' for g in cloud.guests.values())
+    assert rec['status'] == 'failed', rec
+    assert 'h1 is empty, but 1 guests left it through a migration that failed' in rec['error']
+    assert 'g1 (post_verify on' in rec['error'] and 'kernel panic' in rec['error']
+    broken = rec['plan']['failed_after_leaving']
+    assert [b['instance'] for b in broken] == ['g1']
+    assert broken[0]['dest'] == cloud.guests['g1']['host']
+    assert sorted(rec['plan']['moved']) == ['g0', 'g2']
+    assert [m['instance'] for m in rec['migrations']].count('g1') == 1
+    mgr.stop()
