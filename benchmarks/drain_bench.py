@@ -185,7 +185,7 @@ def nova(state: dict) -> dict:
 
 def _ts(text: str) -> float:
     return dt.datetime.fromisoformat(text.rstrip('Z')).replace(
-        tzinfo=dt.timezone.utc).timestamp()
+        tzinfo=dt.UTC).timestamp()
 
 
 def kvmplace_drain(state: dict, stack: labbench.Stack) -> dict:

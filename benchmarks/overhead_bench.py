@@ -51,7 +51,7 @@ MAX_DOWNTIME_MS = 500
 
 def _ts(text: str) -> float:
     return dt.datetime.fromisoformat(text.rstrip('Z')).replace(
-        tzinfo=dt.timezone.utc).timestamp()
+        tzinfo=dt.UTC).timestamp()
 
 
 def bare(dest: str) -> dict:

@@ -39,7 +39,7 @@ class ModelParams:
     setup_seconds: float = 0.0
 
     @classmethod
-    def from_conf(cls, conf) -> 'ModelParams':
+    def from_conf(cls, conf) -> ModelParams:
         e = conf.estimator
         return cls(link_efficiency=e.link_efficiency,
                    stream_cap_mibps=e.stream_cap_mibps,
@@ -54,7 +54,7 @@ class ModelParams:
                    switchover_overhead_ms=e.switchover_overhead_ms,
                    setup_seconds=e.setup_seconds)
 
-    def with_policy(self, policy: Optional[objects.Policy]) -> 'ModelParams':
+    def with_policy(self, policy: Optional[objects.Policy]) -> ModelParams:
         """Apply a request's policy over the configured defaults."""
         if policy is None:
             return self

@@ -210,7 +210,7 @@ class Host(_Dict):
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> 'Host':
+    def from_dict(cls, data: dict[str, Any]) -> Host:
         data = dict(data)
         data['numa'] = [n if isinstance(n, NumaNode) else NumaNode.from_dict(n)
                         for n in data.get('numa') or []]
@@ -263,7 +263,7 @@ class MigrationRequest(_Dict):
     policy: Policy = field(default_factory=Policy)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> 'MigrationRequest':
+    def from_dict(cls, data: dict[str, Any]) -> MigrationRequest:
         data = dict(data)
         policy = data.get('policy') or {}
         data['policy'] = policy if isinstance(policy, Policy) else Policy.from_dict(policy)

@@ -69,12 +69,12 @@ class Topology:
                           if mbps is not None}
 
     @classmethod
-    def from_inventory(cls, inventory: objects.Inventory) -> 'Topology':
+    def from_inventory(cls, inventory: objects.Inventory) -> Topology:
         return cls.build(inventory.hosts.values(), inventory.links)
 
     @classmethod
     def build(cls, hosts: Iterable[objects.Host],
-              links: Iterable[objects.Link] = ()) -> 'Topology':
+              links: Iterable[objects.Link] = ()) -> Topology:
         """The topology of ``hosts``; a star around one switch without ``links``.
 
         Node and neighbour order are those networkx would give (hosts

@@ -30,7 +30,8 @@ def render_plan(data: dict, console, title: str) -> None:
     console.print(table)
     for u in data.get('unplaced') or []:
         console.print(f"[bold red]unplaced[/] {u['instance']}: {u['reason']}")
-    console.print(f"predicted makespan: [bold]{base.fmt_seconds(data['predicted_makespan_seconds'])}"
+    makespan = base.fmt_seconds(data['predicted_makespan_seconds'])
+    console.print(f"predicted makespan: [bold]{makespan}"
                   f"[/]" + (f" (physical bound {base.fmt_seconds(data['physical_bound_seconds'])})"
                             if data.get('physical_bound_seconds') else ''))
 

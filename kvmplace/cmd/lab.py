@@ -25,7 +25,8 @@ def _int_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text}")
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of integers: {text}") from None
     if not values:
         raise argparse.ArgumentTypeError("empty list")
     return values
@@ -39,7 +40,7 @@ def _mix(text: str) -> list[dict]:
         value = json.loads(text)
     except (OSError, ValueError) as exc:
         raise argparse.ArgumentTypeError(f"not a JSON list of guests or a file holding "
-                                         f"one: {exc}")
+                                         f"one: {exc}") from None
     if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
         raise argparse.ArgumentTypeError("must be a JSON list of objects")
     return value

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from concurrent import futures
-from typing import Any, Optional
+from typing import Optional
 
 import oslo_messaging as messaging
 
@@ -455,7 +455,7 @@ class ConductorManager:
         (``in_use``: learning on and younger than learned_max_age_seconds)."""
         est = self.conf.estimator
         max_age = est.learned_max_age_seconds
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         topology = self.snapshot()[1]
         out = []
         for row in self.db.list_path_rates():
@@ -498,7 +498,7 @@ def _parse_iso(text: Optional[str]) -> Optional[dt.datetime]:
     """A record's ISO time (models.to_dict: UTC with a 'Z') as an aware datetime."""
     if not text:
         return None
-    return dt.datetime.fromisoformat(text.rstrip('Z')).replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromisoformat(text.rstrip('Z')).replace(tzinfo=dt.UTC)
 
 
 def _host_summary(row: dict, now: float, down_after: float) -> dict:

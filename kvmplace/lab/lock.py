@@ -36,7 +36,7 @@ def acquire(who: str, timeout_s: float = 3600.0, path: str = LOCK_FILE) -> None:
                 told = True
             if time.monotonic() > deadline:
                 os.close(fd)
-                raise TimeoutError(f'the lab stayed busy for {timeout_s:.0f} s')
+                raise TimeoutError(f'the lab stayed busy for {timeout_s:.0f} s') from None
             time.sleep(1.0)
     os.ftruncate(fd, 0)
     os.pwrite(fd, f'{who} pid {os.getpid()}\n'.encode(), 0)

@@ -156,7 +156,7 @@ def estimates_at(instance: objects.Instance,
     downtime = columns.round_all([run.downtime_ms for run in main], 1)
     without: dict[float, tuple[float, float, bool]] = {}
     out = []
-    for i, (mibps, label, slow_mibps, learned) in enumerate(rates):
+    for i, (_mibps, label, slow_mibps, learned) in enumerate(rates):
         run = main[i]
         pre_pin = without_pre_pin = None
         if pinned[i]:

@@ -44,19 +44,19 @@ class InventoryBuilder:
         self.instances: list[dict[str, Any]] = []
         self.links: list[dict[str, Any]] = []
 
-    def host(self, name: str, **fields) -> 'InventoryBuilder':
+    def host(self, name: str, **fields) -> InventoryBuilder:
         data = {'name': name, 'vcpus': 32, 'memory_mib': 131072, 'link_mbps': 10000}
         data.update(fields)
         self.hosts.append(data)
         return self
 
-    def instance(self, name: str, host: str, **fields) -> 'InventoryBuilder':
+    def instance(self, name: str, host: str, **fields) -> InventoryBuilder:
         data = {'name': name, 'host': host, 'memory_mib': 4096, 'vcpus': 2}
         data.update(fields)
         self.instances.append(data)
         return self
 
-    def link(self, a: str, b: str, mbps: float) -> 'InventoryBuilder':
+    def link(self, a: str, b: str, mbps: float) -> InventoryBuilder:
         self.links.append({'a': a, 'b': b, 'mbps': mbps})
         return self
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -67,7 +67,7 @@ class MigrationRecord(Base):
     started_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
 
-    steps: Mapped[list['StepRecord']] = relationship(
+    steps: Mapped[list[StepRecord]] = relationship(
         back_populates='migration', order_by='StepRecord.seq', cascade='all, delete-orphan')
 
 

@@ -139,7 +139,7 @@ def test_progress_fields_and_eta(agent_conf):
     assert p['dirty_rate_mibps'] == 10.0
     # 200 MiB at 100 MiB/s while 10 MiB/s are dirtied: 2 s + 0.2 s + ...
     assert 2.0 < p['eta_seconds'] < 2.5
-    assert 'downtime %d' % agent_conf.estimator.max_downtime_ms in dom.calls
+    assert f'downtime {agent_conf.estimator.max_downtime_ms:d}' in dom.calls
     (cast,) = mon.notifier.named('migration_progress')
     assert cast['migration_id'] == 'm1' and cast['progress'] is p
 

@@ -153,7 +153,8 @@ def test_post_verify_watches_the_guest_for_the_settle_time(agent, agent_conf, te
         timer.join()
         test_dom.resume()
     assert not answer['ok']
-    assert 'left the running state (paused) while post_verify watched it (0.6 s)' in answer['reason']
+    assert ('left the running state (paused) while post_verify watched it (0.6 s)'
+            in answer['reason'])
 
 
 def test_post_verify_answers_at_once_without_a_settle_time(agent, agent_conf):

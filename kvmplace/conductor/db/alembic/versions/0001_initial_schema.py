@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-26 07:31:33.065329
 """
 from alembic import op  # noqa: F401
@@ -82,7 +82,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('migration_steps', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_migration_steps_migration_id'), ['migration_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_migration_steps_migration_id'), ['migration_id'],
+                              unique=False)
 
     # ### end Alembic commands ###
 
