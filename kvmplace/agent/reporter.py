@@ -53,7 +53,7 @@ class Periodic:
     keep its duty cycle bounded.
     """
 
-    def __init__(self, name: str, fn: Callable[[], None], interval_s: Callable[[], float],
+    def __init__(self, name: str, fn: Callable[[], object], interval_s: Callable[[], float],
                  run_first: bool = True):
         self.name = name
         self.fn = fn

@@ -8,6 +8,8 @@ libvirt test driver and a fake:// transport.
 from __future__ import annotations
 
 import logging
+
+import oslo_messaging as messaging
 from typing import Optional
 
 from kvmplace import rpc
@@ -40,7 +42,7 @@ class Agent:
         self.probe = numa.BandwidthProbe(a.probe_seconds_per_node, a.probe_buffer_mib,
                                          a.probe_threads_per_node)
         self.manager = manager.AgentManager(conf, self.host, self.driver)
-        self.server = None
+        self.server: Optional[messaging.MessageHandlingServer] = None
         self._tasks: list[reporter.Periodic] = []
 
     # -- periodic work -------------------------------------------------------
@@ -85,10 +87,10 @@ class Agent:
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
         self.connection.get()  # fail early, with libvirt's reason, if unreachable
-        self.server = rpc.get_server(rpc.AGENT_TOPIC, self.conf.agent.host,
-                                     [manager.AgentEndpoint(self.manager)],
-                                     conf=self.conf)
-        self.server.start()
+        server = rpc.get_server(rpc.AGENT_TOPIC, self.conf.agent.host,
+                                [manager.AgentEndpoint(self.manager)], conf=self.conf)
+        server.start()
+        self.server = server
         self.start_periodic()
         LOG.info('kvmplace-agent %s serving on topic %s (libvirt %s)', self.conf.agent.host,
                  rpc.AGENT_TOPIC, self.conf.agent.libvirt_uri)

@@ -115,24 +115,24 @@ def plan(count: int, hosts: list[str], dirty_rates: list[int] | None = None,
     specs = []
     for i in range(count):
         if entries is not None:
-            mix = {"kind": "linux", "memory_mib": 256, "dirty_rate_mibps": 0,
-                   "buffer_mib": 0, **entries[i]}
+            entry_mix: dict = {"kind": "linux", "memory_mib": 256, "dirty_rate_mibps": 0,
+                         "buffer_mib": 0, **entries[i]}
         else:
-            mix = dict(DEFAULT_MIX[i % len(DEFAULT_MIX)])
-        host = mix.pop("host", None)
+            entry_mix = dict(DEFAULT_MIX[i % len(DEFAULT_MIX)])
+        host = entry_mix.pop("host", None)
         if host is None:
             host = hosts[i % len(hosts)]
         elif isinstance(host, int) and not isinstance(host, bool) and 1 <= host <= len(hosts):
             host = hosts[host - 1]
         elif host not in hosts:
             raise LabError(f"guest {i + 1}: no lab host {host!r}")
-        if dirty_rates and i < len(dirty_rates) and mix["kind"] != "firmware":
-            mix["dirty_rate_mibps"] = dirty_rates[i]
-            mix["buffer_mib"] = max(mix["buffer_mib"], 4 * dirty_rates[i])
-            mix["memory_mib"] = max(mix["memory_mib"], mix["buffer_mib"] + 96)
-        dtype = firmware_type if mix["kind"] == "firmware" else linux_type
+        if dirty_rates and i < len(dirty_rates) and entry_mix["kind"] != "firmware":
+            entry_mix["dirty_rate_mibps"] = dirty_rates[i]
+            entry_mix["buffer_mib"] = max(entry_mix["buffer_mib"], 4 * dirty_rates[i])
+            entry_mix["memory_mib"] = max(entry_mix["memory_mib"], entry_mix["buffer_mib"] + 96)
+        dtype = firmware_type if entry_mix["kind"] == "firmware" else linux_type
         specs.append(GuestSpec(name=f"{labstate.GUEST_PREFIX}{i + 1}",
-                               host=host, domain_type=dtype, **mix))
+                               host=host, domain_type=dtype, **entry_mix))
     return specs
 
 

@@ -177,6 +177,14 @@ def ensure_boot_image() -> BootImage:
 
 
 def kvm_available() -> bool:
+    """Whether the lab's QEMU may open /dev/kvm.
+
+    Root's access is the right question here, and only here: every lab
+    host's libvirtd runs QEMU as root (``user``/``group`` in its own
+    qemu.conf, see libvirtd.py), and the KVM boot probe below runs QEMU as
+    root too. Anything started under another libvirtd must ask that daemon
+    (``kvmplace.lab.accel.domain_type``).
+    """
     return os.access("/dev/kvm", os.R_OK | os.W_OK)
 
 

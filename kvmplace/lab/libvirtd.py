@@ -110,8 +110,9 @@ def wait_ready(address: str, timeout: float = 30) -> None:
     finished initialising, and a guest defined in that window fails.
     """
     for port in (labstate.LIBVIRT_PORT, labstate.LIBVIRT_TLS_PORT):
-        wait_until(lambda port=port: port_open(address, port), timeout,
-                   f"libvirtd at {address}:{port}")
+        def listening(port: int = port) -> bool:
+            return port_open(address, port)
+        wait_until(listening, timeout, f"libvirtd at {address}:{port}")
     import libvirt
 
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)

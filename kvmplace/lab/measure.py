@@ -120,7 +120,7 @@ def migrate(guest: str, dest: str, *, non_shared_disk: bool = False,
                         break
                     if stats.get("type", 0) != libvirt.VIR_DOMAIN_JOB_NONE:
                         samples.append(stats)
-                        if not downtime_set:
+                        if not downtime_set and max_downtime_ms is not None:
                             try:
                                 pdom.migrateSetMaxDowntime(int(max_downtime_ms), 0)
                                 downtime_set = True

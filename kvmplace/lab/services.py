@@ -164,7 +164,8 @@ def start(state: dict) -> dict:
     """Start what exists; report the rest. Returns state["services"]."""
     services = {}
     for command in service_commands(state):
-        entry = {"command": command.argv, "log": command.log, "host": command.host}
+        entry: dict[str, object] = {"command": command.argv, "log": command.log,
+                                    "host": command.host}
         if not available(command):
             entry.update(state="not-available",
                          reason=f"{command.module} does not exist yet")

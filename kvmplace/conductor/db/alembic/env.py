@@ -11,7 +11,10 @@ def run_migrations_online() -> None:
     connection = config.attributes.get('connection')
     if connection is None:
         from sqlalchemy import create_engine
-        engine = create_engine(config.get_main_option('sqlalchemy.url'))
+        url = config.get_main_option('sqlalchemy.url')
+        if not url:
+            raise RuntimeError('alembic: no connection and no sqlalchemy.url')
+        engine = create_engine(url)
         with engine.begin() as conn:
             context.configure(connection=conn, target_metadata=target_metadata,
                               render_as_batch=True)
