@@ -112,7 +112,12 @@ def wait_ready(address: str, timeout: float = 30) -> None:
     for port in (labstate.LIBVIRT_PORT, labstate.LIBVIRT_TLS_PORT):
         wait_until(lambda port=port: port_open(address, port), timeout,
                    f"libvirtd at {address}:{port}")
-    import libvirt
+    try:
+        import libvirt
+    except ImportError:
+        # libvirt-python is the ``lab`` extra (and the ``libvirt`` one).
+        raise LabError('the lab needs libvirt-python, which is optional: '
+                       'pip install "kvmplace[lab]"') from None
 
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     uri = labstate.libvirt_uri(address)
