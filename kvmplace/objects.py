@@ -101,10 +101,10 @@ class _Dict:
 class NumaNode(_Dict):
     """One NUMA node of a host.
 
-    ``bandwidth_mibps`` is the measured memory *write* bandwidth (the seed
-    note: migration dirties pages and the guest writes new ones, so writes
-    are what slows down); ``baseline_mibps`` is what the node does when
-    healthy. ``health`` is their ratio, 1.0 when either is unknown.
+    ``bandwidth_mibps`` is the measured memory *write* bandwidth (during a
+    migration the guest keeps writing and dirtying pages, so a node's write
+    bandwidth is what slows a migration down); ``baseline_mibps`` is what
+    the node does when healthy. ``health`` is their ratio, 1.0 when either is unknown.
     """
     id: int
     cpus: str

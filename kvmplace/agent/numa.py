@@ -1,6 +1,6 @@
 """NUMA topology of the host and the per-node memory write-bandwidth probe.
 
-The seed note's finding: when one NUMA node's memory slows down, migrations
+When one NUMA node's memory slows down, migrations
 whose QEMU main thread runs on that node slow down with it, and the fix is
 to pin that thread to a healthy node. Finding the slow node means measuring
 each node's memory *write* bandwidth, which is what :class:`BandwidthProbe`

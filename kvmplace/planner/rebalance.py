@@ -1,8 +1,8 @@
 """Plan a rebalance: even out memory use, leave hosts whose memory slowed down.
 
 Two goals, in this order:
-1. every guest off a host with no NUMA node at healthy bandwidth (the seed
-   note's slowed memory makes every migration and every guest there slow);
+1. every guest off a host with no NUMA node at healthy bandwidth (slowed
+   memory makes every migration and every guest there slow);
    never onto such a host;
 2. the spread of memory use (max - min of used/total over the usable
    hosts) under the threshold, with the fewest moves: each move takes the
