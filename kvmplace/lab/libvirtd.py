@@ -21,6 +21,7 @@ Why each setting below matters on this kind of machine (see LAB.md):
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -110,7 +111,7 @@ def wait_ready(address: str, timeout: float = 30) -> None:
     finished initialising, and a guest defined in that window fails.
     """
     for port in (labstate.LIBVIRT_PORT, labstate.LIBVIRT_TLS_PORT):
-        wait_until(lambda port=port: port_open(address, port), timeout,
+        wait_until(functools.partial(port_open, address, port), timeout,
                    f"libvirtd at {address}:{port}")
     try:
         import libvirt

@@ -117,7 +117,7 @@ def plan(scheduler, inventory: objects.Inventory, threshold: float = DEFAULT_THR
         else:
             apply(inst, empty.name)
 
-    after = metrics(working, health_min)
+    after_metrics = metrics(working, health_min)
     params = scheduler.params.with_policy(policy)
     # Schedule on the original placement: each move from its real source.
     sched_inv = copy.deepcopy(inventory)
@@ -139,7 +139,7 @@ def plan(scheduler, inventory: objects.Inventory, threshold: float = DEFAULT_THR
                                                                           p.instance))],
         'unplaced': unplaced + not_scheduled,
         'before': before,
-        'after': after,
+        'after': after_metrics,
         'threshold': threshold,
         'predicted_makespan_seconds': round(schedule.makespan(planned), 3),
     }
