@@ -7,8 +7,8 @@ fields are errors for the same reason (a misspelt ``memroy_mib`` would
 otherwise silently take its default). For the same reason a key given twice
 in one object is an error (JSON and YAML parsers silently keep the last
 one), and so are names holding control characters, a host named after the
-implicit switch, a link end that is neither a host nor a switch joining two
-links, and more memory used than the host has.
+implicit switch, a link end that is neither a host nor a switch on another
+link, and more memory used than the host has.
 
 The format is documented in doc/source/user/inventory.rst and published as
 a JSON Schema, etc/kvmplace/inventory.schema.json; the loader checks more
@@ -267,26 +267,29 @@ def _link(data: Any, path: str) -> objects.Link:
 
 
 def _check_link_ends(links: list[objects.Link], hosts: dict[str, objects.Host]) -> None:
-    """Every link end is a host, or a switch that joins at least two links.
+    """Every link end is a host, or a switch that joins something.
 
-    A name that is no host is taken for a switch; one named by a single link
-    joins nothing to anything, so it is a misspelt host name (which would
-    otherwise leave a dangling switch and, if the real host has another
-    link, no error at all).
+    A name that is no host is taken for a switch. One named by a single link
+    is a misspelt host name - it would leave a dangling switch and, if the
+    real host has another link, no error at all - unless that link is the
+    only one of the host at its other end: a host on a segment of its own
+    (unreachable from the others, which is how an island is modelled).
     """
     uses: dict[str, int] = {}
     for link in links:
         for end in (link.a, link.b):
             uses[end] = uses.get(end, 0) + 1
     for i, link in enumerate(links):
-        for side, end in (('a', link.a), ('b', link.b)):
+        for side, end, other in (('a', link.a, link.b), ('b', link.b, link.a)):
             if end in hosts or uses[end] >= 2:
                 continue
+            if other in hosts and uses[other] == 1:
+                continue        # a host's only uplink, to a switch of its own
             hint = difflib.get_close_matches(end, list(hosts), n=1)
             extra = f'; did you mean host "{hint[0]}"?' if hint else ''
             raise InvalidInput(f'links[{i}].{side}',
-                               f'"{end}" is not a host, and no other link names it (a '
-                               f'switch joins at least two links){extra}')
+                               f'"{end}" is neither a host nor a switch on another '
+                               f'link{extra}')
 
 
 def from_dict(data: Any) -> objects.Inventory:

@@ -169,13 +169,24 @@ def test_links_errors():
     # A misspelt host in a link would be a switch joining nothing: refused,
     # with the host it probably meant.
     assert str(with_links(ok_a, ok_b, {'a': 'cn-bb', 'b': 'tor', 'mbps': 1})) == (
-        'links[2].a: "cn-bb" is not a host, and no other link names it (a switch joins at '
-        'least two links); did you mean host "cn-b"?')
+        'links[2].a: "cn-bb" is neither a host nor a switch on another link; did you mean '
+        'host "cn-b"?')
     assert str(with_links(ok_a, ok_b, {'a': 'tor', 'b': 'zz-top', 'mbps': 1})) == (
-        'links[2].b: "zz-top" is not a host, and no other link names it (a switch joins at '
-        'least two links)')
+        'links[2].b: "zz-top" is neither a host nor a switch on another link')
+    # A host with other links gains nothing from a dead-end switch: a typo.
+    assert str(with_links(ok_a, ok_b, {'a': 'cn-a', 'b': 'tor-x', 'mbps': 1})) == (
+        'links[2].b: "tor-x" is neither a host nor a switch on another link')
     assert str(with_links(ok_a, ok_b, {'a': 'tor', 'b': 'x\ty', 'mbps': 1})) == (
         'links[2].b: contains a control character (U+0009)')
+
+
+def test_a_host_alone_on_its_own_switch_is_an_island():
+    # How an unreachable segment is modelled: the host's only link goes to a
+    # switch nothing else is on. Accepted; the scheduler finds no path.
+    data = _valid()
+    data['links'] = [{'a': 'cn-a', 'b': 'tor-1', 'mbps': 10000},
+                     {'a': 'cn-b', 'b': 'tor-2', 'mbps': 10000}]
+    assert len(inventory.from_dict(data).links) == 2
 
 
 def test_switches_between_switches_load():
