@@ -109,7 +109,7 @@ def make_cluster(n_hosts: int, seed: int = 42) -> dict:
         elif stale < 0.01:
             host['updated_at'] = NOW - 300.0
         if i == SOURCE_INDEX:
-            # The seed note's story: the guest's emulator thread sits on a
+            # The slowed-memory case: the guest's emulator thread sits on a
             # slow node of a 25G host, so every estimate has a pre-pin.
             host.update(enabled=True, maintenance=False, up=True, link_mbps=25000,
                         cpu_model='Cascadelake-Server')

@@ -4,7 +4,7 @@ Why a model and not a lookup table: a drain or a scheduler has to compare
 targets *before* moving anything, and the three things that decide a
 migration's time - the path's rate, one connection's CPU-bound stream cap,
 and the write bandwidth of the NUMA node that carries QEMU's main thread
-(the seed note's "memory slowdown") - combine as a minimum. Pre-copy then
+(a node whose memory has slowed down) - combine as a minimum. Pre-copy then
 turns a bandwidth R and a dirty rate D into rounds, data, time and downtime
 (Liu et al., HPDC 2011; QEMU's own stop rule: stop iterating once what is
 left can be sent within the max downtime).

@@ -4,7 +4,15 @@ Validation is strict and names the first wrong field as a dotted path
 (``hosts[1].numa[0].cpus: has a bad range "3-1"``): an operator planning a
 drain from a hand-edited file must not get a plan built on a typo. Unknown
 fields are errors for the same reason (a misspelt ``memroy_mib`` would
-otherwise silently take its default).
+otherwise silently take its default). For the same reason a key given twice
+in one object is an error (JSON and YAML parsers silently keep the last
+one), and so are names holding control characters, a host named after the
+implicit switch, a link end that is neither a host nor a switch on another
+link, and more memory used than the host has.
+
+The format is documented in doc/source/user/inventory.rst and published as
+a JSON Schema, etc/kvmplace/inventory.schema.json; the loader checks more
+than the schema can say (cross-field rules), with one-line errors.
 """
 from __future__ import annotations
 
@@ -14,7 +22,7 @@ import math
 import os
 from typing import Any
 
-from kvmplace import objects
+from kvmplace import names, objects
 from kvmplace.exception import InvalidInput
 
 _HOST_FIELDS = {'name', 'enabled', 'maintenance', 'link_mbps', 'vcpus',
@@ -27,6 +35,45 @@ _INSTANCE_FIELDS = {'name', 'host', 'memory_mib', 'vcpus', 'dirty_rate_mibps',
                     'cpu_model'}
 _LINK_FIELDS = {'a', 'b', 'mbps'}
 _TOP_FIELDS = {'hosts', 'instances', 'links'}
+
+# Which fields must be given (the rest have defaults); the schema file and
+# the loader are checked against these in the tests.
+REQUIRED_FIELDS = {
+    'inventory': {'hosts'},
+    'host': {'name', 'vcpus', 'memory_mib'},
+    'numa': {'id', 'cpus'},
+    'instance': {'name', 'host', 'memory_mib'},
+    'link': {'a', 'b', 'mbps'},
+}
+KNOWN_FIELDS = {
+    'inventory': _TOP_FIELDS,
+    'host': _HOST_FIELDS,
+    'numa': _NODE_FIELDS,
+    'instance': _INSTANCE_FIELDS,
+    'link': _LINK_FIELDS,
+}
+
+
+class ParsedObject(dict):
+    """A JSON object or YAML mapping that remembers the keys it held twice.
+
+    The parsers keep the last of two equal keys; the loader must refuse
+    them instead, naming the field with its full path, which only the
+    loader knows: so parsing records them here and :meth:`_V.obj` raises.
+    """
+
+    duplicate_keys: tuple = ()
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[Any, Any]]) -> ParsedObject:
+        obj = cls()
+        duplicates = []
+        for key, value in pairs:
+            if key in obj and key not in duplicates:
+                duplicates.append(key)
+            obj[key] = value
+        obj.duplicate_keys = tuple(duplicates)
+        return obj
 
 MAX_COUNT = 10 ** 12
 
@@ -45,11 +92,14 @@ class _V:
         if not isinstance(self.data, dict):
             raise InvalidInput(self.path or 'inventory',
                                f'must be an object, not {_kind(self.data)}')
+        for key in getattr(self.data, 'duplicate_keys', ()):
+            raise InvalidInput(self.at(names.printable(str(key))),
+                               'is given twice in the same object')
         for key in self.data:
             if key not in allowed:
                 hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
                 extra = f' (did you mean "{hint[0]}"?)' if hint else ''
-                raise InvalidInput(self.at(str(key)), f'unknown field{extra}')
+                raise InvalidInput(self.at(names.printable(str(key))), f'unknown field{extra}')
         return self.data
 
     def has(self, key: str) -> bool:
@@ -60,12 +110,7 @@ class _V:
             if required:
                 raise InvalidInput(self.at(key), 'is required')
             return default
-        value = self.data[key]
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidInput(self.at(key), f'must be a non-empty string, not {_kind(value)}')
-        if len(value) > 255:
-            raise InvalidInput(self.at(key), 'is longer than 255 characters')
-        return value
+        return names.check_text(self.at(key), self.data[key])
 
     def boolean(self, key: str, default: bool) -> bool:
         if not self.has(key):
@@ -110,20 +155,7 @@ class _V:
         return value
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return 'null'
-    if isinstance(value, bool):
-        return f'boolean {str(value).lower()}'
-    if isinstance(value, (int, float)):
-        return f'number {value}'
-    if isinstance(value, str):
-        return f'string "{value[:40]}"'
-    if isinstance(value, list):
-        return 'a list'
-    if isinstance(value, dict):
-        return 'an object'
-    return type(value).__name__
+_kind = names.describe
 
 
 def _node(data: Any, path: str, seen_cpus: dict[int, int]) -> objects.NumaNode:
@@ -156,8 +188,12 @@ def _host(data: Any, path: str) -> objects.Host:
     v = _V(data, path)
     v.obj(_HOST_FIELDS)
     name = v.string('name')
+    names.check_host_name(v.at('name'), name)
     memory = v.number('memory_mib', integer=True, exclusive_min=True)
     used = v.number('memory_used_mib', required=False, default=0, integer=True)
+    if used > memory:
+        raise InvalidInput(v.at('memory_used_mib'),
+                           f'{used} is more than the host\'s memory_mib {memory}')
     vcpus = v.number('vcpus', integer=True, exclusive_min=True, maximum=1 << 20)
     vcpus_used = v.number('vcpus_used', required=False, default=0, integer=True,
                           maximum=1 << 24)
@@ -230,6 +266,32 @@ def _link(data: Any, path: str) -> objects.Link:
     return objects.Link(a=a, b=b, mbps=v.number('mbps', exclusive_min=True, maximum=10 ** 7))
 
 
+def _check_link_ends(links: list[objects.Link], hosts: dict[str, objects.Host]) -> None:
+    """Every link end is a host, or a switch that joins something.
+
+    A name that is no host is taken for a switch. One named by a single link
+    is a misspelt host name - it would leave a dangling switch and, if the
+    real host has another link, no error at all - unless that link is the
+    only one of the host at its other end: a host on a segment of its own
+    (unreachable from the others, which is how an island is modelled).
+    """
+    uses: dict[str, int] = {}
+    for link in links:
+        for end in (link.a, link.b):
+            uses[end] = uses.get(end, 0) + 1
+    for i, link in enumerate(links):
+        for side, end, other in (('a', link.a, link.b), ('b', link.b, link.a)):
+            if end in hosts or uses[end] >= 2:
+                continue
+            if other in hosts and uses[other] == 1:
+                continue        # a host's only uplink, to a switch of its own
+            hint = difflib.get_close_matches(end, list(hosts), n=1)
+            extra = f'; did you mean host "{hint[0]}"?' if hint else ''
+            raise InvalidInput(f'links[{i}].{side}',
+                               f'"{end}" is neither a host nor a switch on another '
+                               f'link{extra}')
+
+
 def from_dict(data: Any) -> objects.Inventory:
     """Validate ``data`` (parsed JSON/YAML) and build an Inventory."""
     top = _V(data, '')
@@ -264,13 +326,14 @@ def from_dict(data: Any) -> objects.Inventory:
                 raise InvalidInput(f'hosts[{i}].name',
                                    f'host "{name}" is on no link (with "links" given, '
                                    'every host needs one)')
+        _check_link_ends(links, hosts)
     return objects.Inventory(hosts=hosts, instances=instances, links=links)
 
 
 def parse_text(text: str, source: str = 'inventory') -> Any:
     """Parse JSON, or YAML when it is not JSON."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=ParsedObject.from_pairs)
     except RecursionError:
         raise InvalidInput(source, 'is nested too deeply') from None
     except ValueError as json_exc:
@@ -279,7 +342,7 @@ def parse_text(text: str, source: str = 'inventory') -> Any:
             raise InvalidInput(source, f'is not valid JSON: {json_exc}') from None
     import yaml
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, 'problem_mark', None)
         where = f' at line {mark.line + 1}' if mark else ''
@@ -292,6 +355,47 @@ def parse_text(text: str, source: str = 'inventory') -> Any:
         # "!!float"): ValueError, IndexError, AttributeError... Each means
         # the text is not a YAML inventory, and must not become a traceback.
         raise InvalidInput(source, f'is not valid YAML: {exc}') from None
+
+
+_YAML_LOADER: Any = None
+
+
+def _yaml_loader() -> Any:
+    """A SafeLoader whose mappings are ParsedObjects (duplicate keys kept).
+
+    Built on first use so that importing this module does not import yaml.
+    """
+    global _YAML_LOADER
+    if _YAML_LOADER is not None:
+        return _YAML_LOADER
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_yaml_map(self, node):
+            data = ParsedObject()
+            yield data
+            # Before construct_mapping flattens merge keys ("<<"), whose
+            # values may legitimately be overridden by the mapping's own.
+            own_keys = []
+            for key_node, _ in node.value:
+                if key_node.tag != 'tag:yaml.org,2002:merge' \
+                        and isinstance(key_node, yaml.ScalarNode):
+                    own_keys.append(self.construct_object(key_node))
+            data.update(self.construct_mapping(node))
+            seen = set()
+            duplicates = []
+            for key in own_keys:
+                try:
+                    if key in seen and key not in duplicates:
+                        duplicates.append(key)
+                    seen.add(key)
+                except TypeError:       # unhashable: construct_mapping refuses it
+                    continue
+            data.duplicate_keys = tuple(duplicates)
+
+    Loader.add_constructor('tag:yaml.org,2002:map', Loader.construct_yaml_map)
+    _YAML_LOADER = Loader
+    return Loader
 
 
 def load(path: str) -> objects.Inventory:

@@ -89,11 +89,12 @@ class _Dict:
     """to_dict/from_dict for flat dataclasses."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Every subclass is a dataclass; this mixin itself is not one.
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
@@ -101,10 +102,10 @@ class _Dict:
 class NumaNode(_Dict):
     """One NUMA node of a host.
 
-    ``bandwidth_mibps`` is the measured memory *write* bandwidth (the seed
-    note: migration dirties pages and the guest writes new ones, so writes
-    are what slows down); ``baseline_mibps`` is what the node does when
-    healthy. ``health`` is their ratio, 1.0 when either is unknown.
+    ``bandwidth_mibps`` is the measured memory *write* bandwidth (during a
+    migration the guest keeps writing and dirtying pages, so a node's write
+    bandwidth is what slows a migration down); ``baseline_mibps`` is what
+    the node does when healthy. ``health`` is their ratio, 1.0 when either is unknown.
     """
     id: int
     cpus: str

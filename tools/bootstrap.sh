@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install what kvmplace needs on a fresh Debian 12 machine (as root):
 # Debian packages for libvirt/QEMU/RabbitMQ/PostgreSQL, then a virtual environment in
-# .venv with kvmplace and its test dependencies. Idempotent and quiet when
-# everything is already there.
+# .venv with kvmplace, its optional extras (plot, lab, postgresql) and its test
+# dependencies. Idempotent and quiet when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +40,6 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ requirements.txt -nt "$s
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt \
     -r test-requirements.txt libvirt-python 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -W ignore -c "import kvmplace, libvirt, oslo_messaging, psycopg2"
+  .venv/bin/python -W ignore -c "import kvmplace, libvirt, oslo_messaging, psycopg2, matplotlib, jsonschema"
   touch "$stamp"
 fi

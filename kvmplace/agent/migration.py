@@ -2,8 +2,9 @@
 
 ``migrateToURI3`` blocks until the migration is over, so it runs in its own
 thread while a monitor thread reads the job statistics at least every
-second (the seed note's ``virsh domjobinfo`` loop), turns them into progress
-(phase, remaining, MiB/s, dirty rate, iteration, ETA) for the conductor, and
+second (what an operator's ``watch -n 1 virsh domjobinfo`` shows), turns
+them into progress (phase, remaining, MiB/s, dirty rate, iteration, ETA) for
+the conductor, and
 enforces the completion and progress timeouts. The RPC call that started the
 migration has long returned by then; the outcome reaches the conductor as a
 ``migration_finished`` cast and stays readable through ``get_job``.
@@ -46,8 +47,8 @@ def dest_xml(xml: str, dest_cpus: Optional[str]) -> str:
 
 
 def phase_of(stats: dict, paused_for_switchover: bool, postcopy: bool) -> str:
-    """The seed's phases: setup, iterate N, complete (plus disk copy and
-    post-copy, which the seed's NFS-backed hosts never showed)."""
+    """QEMU's pre-copy phases: setup, iterate N, complete (plus disk copy,
+    which only non-shared storage shows, and post-copy)."""
     if stats.get('type', _JOB_NONE) == _JOB_NONE:
         return 'setup'
     if postcopy:

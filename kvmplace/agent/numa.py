@@ -1,6 +1,6 @@
 """NUMA topology of the host and the per-node memory write-bandwidth probe.
 
-The seed note's finding: when one NUMA node's memory slows down, migrations
+When one NUMA node's memory slows down, migrations
 whose QEMU main thread runs on that node slow down with it, and the fix is
 to pin that thread to a healthy node. Finding the slow node means measuring
 each node's memory *write* bandwidth, which is what :class:`BandwidthProbe`
@@ -42,7 +42,7 @@ def cells_from_capabilities(caps_xml: str) -> list[dict]:
         memory_kib = int(mem.text) if mem is not None and mem.text else 0
         if mem is not None and mem.get('unit', 'KiB') not in ('KiB', 'k'):
             memory_kib = _to_kib(memory_kib, mem.get('unit'))
-        cpus = [int(c.attrib['id']) for c in cell.findall('./cpus/cpu')]
+        cpus = [int(c.get('id', '')) for c in cell.findall('./cpus/cpu')]
         nodes.append({'id': cell_id, 'cpus': objects.format_cpu_list(cpus),
                       'memory_mib': memory_kib // 1024})
     return nodes

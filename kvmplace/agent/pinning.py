@@ -1,7 +1,7 @@
 """Pinning the QEMU main (emulator) thread, and reading it back.
 
-The seed note: pinning vCPU threads does not help a migration slowed by a
-sick NUMA node; pinning the *main* thread (libvirt's emulator threads,
+Pinning vCPU threads does not help a migration slowed by a sick NUMA node;
+pinning the *main* thread (libvirt's emulator threads,
 ``virDomainPinEmulator``) to a healthy node's CPUs does, because that thread
 runs the migration and touches the guest's memory. libvirt applies the pin
 through cgroups and sched_setaffinity; the agent trusts neither its own

@@ -1,10 +1,10 @@
 """Facts about QEMU processes read from /proc.
 
-Why /proc and not libvirt: libvirt reports the pinning it *asked for*; the
-seed note's fix only works if the QEMU main thread really runs on the healthy
-node's CPUs, so every pinning the agent does is read back from the live
-thread's ``Cpus_allowed_list``. The main thread of a process is the task
-whose id equals the PID.
+Why /proc and not libvirt: libvirt reports the pinning it *asked for*;
+pinning the emulator thread away from a slowed node only helps if the QEMU
+main thread really runs on the healthy node's CPUs, so every pinning the
+agent does is read back from the live thread's ``Cpus_allowed_list``. The
+main thread of a process is the task whose id equals the PID.
 
 ``proc_root`` is a parameter so unit tests can point at a fake tree.
 """

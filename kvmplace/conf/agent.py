@@ -81,8 +81,8 @@ OPTS = [
     cfg.BoolOpt(
         'probe_enabled', default=True,
         help='Measure each NUMA node\'s memory write bandwidth at start and '
-             'periodically (the seed note: a slowed node slows migrations '
-             'whose QEMU main thread runs there).'),
+             'periodically: a node whose memory has slowed down slows every '
+             'migration whose QEMU main thread runs there.'),
     cfg.FloatOpt(
         'probe_seconds_per_node', default=0.25, min=0.01, max=10.0,
         help='How long one node is measured, in seconds.'),
@@ -125,7 +125,7 @@ OPTS = [
         'progress_interval_seconds', default=1.0, min=0.1, max=1.0,
         help='How often a running migration\'s job statistics are read and '
              'cast to the conductor as migration_progress (at most 1 s, as '
-             'the seed note polls domjobinfo every second).'),
+             'fresh as an operator\'s "watch -n 1 virsh domjobinfo").'),
     cfg.FloatOpt(
         'post_verify_settle_seconds', default=1.0, min=0.0, max=30.0,
         help='After the checks pass, post_verify watches the guest this '

@@ -21,6 +21,7 @@ Why each setting below matters on this kind of machine (see LAB.md):
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -110,10 +111,14 @@ def wait_ready(address: str, timeout: float = 30) -> None:
     finished initialising, and a guest defined in that window fails.
     """
     for port in (labstate.LIBVIRT_PORT, labstate.LIBVIRT_TLS_PORT):
-        def listening(port: int = port) -> bool:
-            return port_open(address, port)
-        wait_until(listening, timeout, f"libvirtd at {address}:{port}")
-    import libvirt
+        wait_until(functools.partial(port_open, address, port), timeout,
+                   f"libvirtd at {address}:{port}")
+    try:
+        import libvirt
+    except ImportError:
+        # libvirt-python is the ``lab`` extra (and the ``libvirt`` one).
+        raise LabError('the lab needs libvirt-python, which is optional: '
+                       'pip install "kvmplace[lab]"') from None
 
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     uri = labstate.libvirt_uri(address)

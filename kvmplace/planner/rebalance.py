@@ -1,8 +1,8 @@
 """Plan a rebalance: even out memory use, leave hosts whose memory slowed down.
 
 Two goals, in this order:
-1. every guest off a host with no NUMA node at healthy bandwidth (the seed
-   note's slowed memory makes every migration and every guest there slow);
+1. every guest off a host with no NUMA node at healthy bandwidth (slowed
+   memory makes every migration and every guest there slow);
    never onto such a host;
 2. the spread of memory use (max - min of used/total over the usable
    hosts) under the threshold, with the fewest moves: each move takes the
@@ -117,7 +117,7 @@ def plan(scheduler, inventory: objects.Inventory, threshold: float = DEFAULT_THR
         else:
             apply(inst, empty.name)
 
-    metrics_after = metrics(working, health_min)
+    after_metrics = metrics(working, health_min)
     params = scheduler.params.with_policy(policy)
     # Schedule on the original placement: each move from its real source.
     sched_inv = copy.deepcopy(inventory)
@@ -139,7 +139,7 @@ def plan(scheduler, inventory: objects.Inventory, threshold: float = DEFAULT_THR
                                                                           p.instance))],
         'unplaced': unplaced + not_scheduled,
         'before': before,
-        'after': metrics_after,
+        'after': after_metrics,
         'threshold': threshold,
         'predicted_makespan_seconds': round(schedule.makespan(planned), 3),
     }

@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import os
 
-from kvmplace.exception import InvalidInput
+from kvmplace.exception import InvalidInput, KvmplaceError
+
+PLOT_EXTRA_HINT = ('drawing a plan (--output) needs matplotlib, which is optional: '
+                   'pip install "kvmplace[plot]"')
 
 
 def draw(plan: dict, path: str, title: str, capacities: dict | None = None) -> str:
     ext = os.path.splitext(path)[1].lower()
     if ext not in ('.svg', '.png'):
         raise InvalidInput('--output', f'must end in .svg or .png, not "{ext or path}"')
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    # Imported here, not at the top: matplotlib is the ``plot`` extra, which
+    # an agent or conductor host does not install.
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise KvmplaceError(PLOT_EXTRA_HINT) from None
 
     migrations = plan.get('migrations') or []
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(11, 2.0 + 0.38 * max(4, len(migrations))),

@@ -166,7 +166,7 @@ def test_pre_pin_moves_the_main_thread_between_nodes_and_restore_brings_it_back(
     assert _main_thread_cpus(pid) == '1'  # the kernel's view, read by the test
     _, g = _guest_state(agent, guest['name'])
     assert g['emulator_node'] == 1 and g['qemu_affinity'] == '1'
-    # vCPU threads are not what the seed note pins: they keep their affinity.
+    # vCPU threads are not what the agent pins: they keep their affinity.
     vcpu_now = {t: procfs.thread_affinity(pid, t) for t in vcpu_tids
                 if procfs.thread_affinity(pid, t) is not None}
     kvm_threads = [t for t in vcpu_now if 'CPU' in (open(f'/proc/{pid}/task/{t}/comm').read())]

@@ -24,6 +24,10 @@ def test_docs_build_without_warnings(tmp_path):
     # Generated, not hand-written: every group and a few options appear.
     for needle in ('estimator', 'link_efficiency', 'enabled_filters', 'numa_health_threshold'):
         assert needle in config
+    # The inventory format page is in the build, with the schema it documents.
+    inv = (tmp_path / 'html' / 'user' / 'inventory.html').read_text()
+    for needle in ('inventory.schema.json', 'memory_used_mib', 'is given twice'):
+        assert needle in inv
     plugins = (tmp_path / 'html' / 'user' / 'plugins.html').read_text()
     for name in ('convergence', 'cpu_model', 'migration_time', 'free_ram'):
         assert name in plugins

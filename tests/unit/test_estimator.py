@@ -1,4 +1,4 @@
-"""The pre-copy migration model: bandwidth terms, rounds, the seed's table.
+"""The pre-copy migration model: bandwidth terms, rounds, the reference rates.
 
 Expected values are derived from the model's definition (ARCHITECTURE
 "Migration model"), not copied from a run:
@@ -17,7 +17,7 @@ from kvmplace.scheduler import manager
 from tests.unit.builders import numa
 
 MB = 1e6 / 2 ** 20
-"""MiB in one MB: the seed note's figures are MB/s."""
+"""MiB in one MB: the commonly reported rates are MB/s."""
 
 DEFAULT = estimator.ModelParams()
 
@@ -36,7 +36,7 @@ def _estimate(conf, builder, instance='vm', dest='dst', policy=None):
                                                    policy=policy)
 
 
-# --- the seed note's table, with default parameters --------------------------
+# --- the commonly reported rates, with default parameters ---------------------
 
 def test_seed_1gbe_is_link_bound_near_75_mb_per_s(conf, builder):
     builder.host('src', link_mbps=1000).host('dst', link_mbps=1000)
@@ -74,7 +74,7 @@ def test_slow_source_node_without_a_better_one_is_source_bound(conf, builder):
     assert est.pre_pin is None and est.without_pre_pin is None
 
 
-# --- pre-pinning the emulator thread (seed fact 4) ---------------------------
+# --- pre-pinning the emulator thread -----------------------------------------
 
 def test_pre_pin_moves_the_emulator_thread_to_the_healthy_node(conf, builder):
     builder.host('src', numa=numa(1 / 3, 1.0)).host('dst')

@@ -122,6 +122,19 @@ def _set(path, value):
     (_set(('hosts', 0, 'numa'), {}), 'hosts[0].numa: must be a list, not an object'),
     (_set(('hosts', 0, 'numa', 0), 'node0'), 'hosts[0].numa[0]: must be an object'),
     (_set(('hosts',), []), 'hosts: must list at least one host'),
+    (_set(('hosts', 0, 'memory_used_mib'), 65537),
+     "hosts[0].memory_used_mib: 65537 is more than the host's memory_mib 65536"),
+    (_set(('hosts', 1, 'name'), 'switch'), 'hosts[1].name: "switch" is reserved'),
+    (_set(('hosts', 0, 'name'), 'cn-a\nkvmplace: error: forged'),
+     'hosts[0].name: contains a control character (U+000A)'),
+    (_set(('instances', 0, 'name'), 'vm\x1b[31m'),
+     'instances[0].name: contains a control character (U+001B)'),
+    (_set(('instances', 1, 'name'), 'vm\u202egpj.exe'),
+     'instances[1].name: contains a control character (U+202E)'),
+    (_set(('hosts', 1, 'cpu_model'), 'Haswell\x00'),
+     'hosts[1].cpu_model: contains a control character (U+0000)'),
+    (_set(('hosts', 0, 'name'), '\n'), 'hosts[0].name: must be a non-empty string, not '
+                                        'string "\\n"'),
     (lambda d: d['hosts'][1].pop('memory_mib'), 'hosts[1].memory_mib: is required'),
     (lambda d: d.pop('hosts'), 'hosts: is required'),
 ])
@@ -153,6 +166,86 @@ def test_links_errors():
     assert str(with_links(ok_a)).startswith('hosts[1].name: host "cn-b" is on no link')
     assert str(with_links(ok_a, dict(ok_b, mbps=-1))).startswith(
         'links[1].mbps: must be > 0')
+    # A misspelt host in a link would be a switch joining nothing: refused,
+    # with the host it probably meant.
+    assert str(with_links(ok_a, ok_b, {'a': 'cn-bb', 'b': 'tor', 'mbps': 1})) == (
+        'links[2].a: "cn-bb" is neither a host nor a switch on another link; did you mean '
+        'host "cn-b"?')
+    assert str(with_links(ok_a, ok_b, {'a': 'tor', 'b': 'zz-top', 'mbps': 1})) == (
+        'links[2].b: "zz-top" is neither a host nor a switch on another link')
+    # A host with other links gains nothing from a dead-end switch: a typo.
+    assert str(with_links(ok_a, ok_b, {'a': 'cn-a', 'b': 'tor-x', 'mbps': 1})) == (
+        'links[2].b: "tor-x" is neither a host nor a switch on another link')
+    assert str(with_links(ok_a, ok_b, {'a': 'tor', 'b': 'x\ty', 'mbps': 1})) == (
+        'links[2].b: contains a control character (U+0009)')
+
+
+def test_a_host_alone_on_its_own_switch_is_an_island():
+    # How an unreachable segment is modelled: the host's only link goes to a
+    # switch nothing else is on. Accepted; the scheduler finds no path.
+    data = _valid()
+    data['links'] = [{'a': 'cn-a', 'b': 'tor-1', 'mbps': 10000},
+                     {'a': 'cn-b', 'b': 'tor-2', 'mbps': 10000}]
+    assert len(inventory.from_dict(data).links) == 2
+
+
+def test_switches_between_switches_load():
+    data = _valid()
+    data['links'] = [{'a': 'cn-a', 'b': 'tor-1', 'mbps': 10000},
+                     {'a': 'cn-b', 'b': 'tor-2', 'mbps': 10000},
+                     {'a': 'tor-1', 'b': 'spine', 'mbps': 40000},
+                     {'a': 'tor-2', 'b': 'spine', 'mbps': 40000}]
+    assert len(inventory.from_dict(data).links) == 4
+
+
+def test_an_explicit_switch_may_be_called_switch():
+    # Only the implicit switch of a link-less inventory owns the name; with
+    # links given, "switch" is just a switch and no host may take it.
+    data = _valid()
+    data['links'] = [{'a': 'cn-a', 'b': 'switch', 'mbps': 1000},
+                     {'a': 'cn-b', 'b': 'switch', 'mbps': 1000}]
+    assert [lk.b for lk in inventory.from_dict(data).links] == ['switch', 'switch']
+
+
+def test_memory_used_may_equal_memory():
+    data = _valid()
+    data['hosts'][0]['memory_used_mib'] = data['hosts'][0]['memory_mib']
+    assert inventory.from_dict(data).hosts['cn-a'].memory_used_mib == 65536
+
+
+# --- keys given twice ----------------------------------------------------------
+
+def test_duplicate_json_key_is_refused_with_its_path(tmp_path):
+    path = tmp_path / 'dup.json'
+    path.write_text('{"hosts": [{"name": "h", "vcpus": 4, "memory_mib": 1024,'
+                    ' "numa": [{"id": 0, "cpus": "0-1", "cpus": "0-3"}]}]}')
+    with pytest.raises(InvalidInput) as info:
+        inventory.load(str(path))
+    assert str(info.value) == 'hosts[0].numa[0].cpus: is given twice in the same object'
+
+
+def test_duplicate_json_key_with_the_same_value_is_refused_too():
+    data = inventory.parse_text('{"hosts": [], "hosts": []}')
+    with pytest.raises(InvalidInput, match=r'^hosts: is given twice'):
+        inventory.from_dict(data)
+
+
+def test_duplicate_yaml_key_is_refused_with_its_path(tmp_path):
+    path = tmp_path / 'dup.yaml'
+    path.write_text('hosts:\n  - name: h\n    vcpus: 4\n    memory_mib: 1024\n'
+                    '    memory_mib: 2048\n')
+    with pytest.raises(InvalidInput) as info:
+        inventory.load(str(path))
+    assert str(info.value) == 'hosts[0].memory_mib: is given twice in the same object'
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path):
+    path = tmp_path / 'merge.yaml'
+    text = ('hosts:\n'
+            '  - <<: {vcpus: 4, memory_mib: 1024}\n    name: a\n    memory_mib: 2048\n')
+    path.write_text(text)
+    inv = inventory.load(str(path))
+    assert inv.hosts['a'].memory_mib == 2048
 
 
 def test_top_level_must_be_an_object():

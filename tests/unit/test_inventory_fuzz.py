@@ -8,13 +8,16 @@ YAML-ish token soup through the parser, and raw bytes through load().
 """
 import copy
 import datetime
+import json
 import os
 import tempfile
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kvmplace import inventory
+from kvmplace import names
 from kvmplace import objects
 from kvmplace.exception import InvalidInput
 from tests.unit.builders import InventoryBuilder, numa
@@ -83,6 +86,8 @@ def _check(data):
     except InvalidInput as exc:
         assert str(exc)
         assert str(exc).startswith(exc.field) if exc.field else True
+        # One line, and nothing in it that a terminal would act on.
+        assert names.control_character(str(exc)) is None, repr(str(exc))
         return None
     assert isinstance(inv, objects.Inventory)
     return inv
@@ -173,3 +178,150 @@ def test_load_never_crashes_on_file_contents(content):
             pass
     finally:
         os.unlink(path)
+
+
+# --- the rules an offline inventory used to accept silently ---------------------
+
+def _field(path) -> str:
+    """('hosts', 0, 'numa', 1, 'cpus') -> 'hosts[0].numa[1].cpus'."""
+    out = ''
+    for key in path:
+        out += f'[{key}]' if isinstance(key, int) else (f'.{key}' if out else key)
+    return out
+
+
+def _dumps_with_duplicate(data, target, key, value) -> str:
+    """JSON for ``data`` in which the object at ``target`` holds ``key`` twice."""
+    def dump(node, path):
+        if isinstance(node, dict):
+            pairs = [f'{json.dumps(k)}: {dump(v, path + (k,))}' for k, v in node.items()]
+            if path == target:
+                pairs.append(f'{json.dumps(key)}: {json.dumps(value)}')
+            return '{' + ', '.join(pairs) + '}'
+        if isinstance(node, list):
+            return '[' + ', '.join(dump(v, path + (i,)) for i, v in enumerate(node)) + ']'
+        return json.dumps(node)
+    return dump(data, ())
+
+
+OBJECT_PATHS = [p for p, c in _containers(VALID) if isinstance(c, dict)]
+
+
+@st.composite
+def duplicated_keys(draw):
+    target = draw(st.sampled_from(OBJECT_PATHS))
+    key = draw(st.sampled_from(sorted(_at(VALID, target))))
+    value = draw(st.just(_at(VALID, target)[key]) | json_values)
+    return target, key, value
+
+
+@SETTINGS
+@given(duplicated_keys(), st.booleans())
+def test_a_key_given_twice_is_refused_naming_it(case, as_yaml):
+    """JSON and YAML parsers keep the last of two equal keys; the loader
+    refuses them, naming the key with its full path, whatever the values."""
+    target, key, value = case
+    text = _dumps_with_duplicate(VALID, target, key, value)
+    if as_yaml:
+        text = '# YAML (flow style)\n' + text      # not JSON: the YAML parser reads it
+    try:
+        data = inventory.parse_text(text, 'inv')
+    except InvalidInput:
+        assert as_yaml       # a value YAML 1.1 reads differently (e.g. "1e3")
+        return
+    with pytest.raises(InvalidInput) as info:
+        inventory.from_dict(data)
+    assert info.value.field == _field(target + (key,))
+    assert info.value.problem == 'is given twice in the same object'
+
+
+@SETTINGS
+@given(st.integers(min_value=1, max_value=10 ** 9), st.integers(min_value=0, max_value=10 ** 9))
+def test_memory_used_above_memory_is_refused(memory_mib, used_mib):
+    data = copy.deepcopy(VALID)
+    host = data['hosts'][1]
+    host.pop('numa')                      # node sizes are checked on their own
+    host.update(memory_mib=memory_mib, memory_used_mib=used_mib)
+    data['instances'] = [i for i in data['instances'] if i['host'] != 'cn-b']
+    if used_mib <= memory_mib:
+        assert inventory.from_dict(data).hosts['cn-b'].memory_used_mib == used_mib
+        return
+    try:
+        inventory.from_dict(data)
+    except InvalidInput as exc:
+        assert exc.field == 'hosts[1].memory_used_mib'
+        assert f'more than the host\'s memory_mib {memory_mib}' in exc.problem
+    else:
+        raise AssertionError('memory_used_mib above memory_mib was accepted')
+
+
+valid_names = st.text(min_size=1, max_size=20).filter(
+    lambda t: t.strip() and names.control_character(t) is None)
+
+
+@SETTINGS
+@given(valid_names, st.sampled_from(['cn-a', 'cn-b']), st.booleans())
+def test_a_link_to_an_unknown_name_is_refused(name, host, host_first):
+    """A name on one link, from a host that has another, is a typo."""
+    if name in ('cn-a', 'cn-b', 'tor'):
+        return
+    data = copy.deepcopy(VALID)
+    ends = (host, name) if host_first else (name, host)
+    data['links'].append({'a': ends[0], 'b': ends[1], 'mbps': 1000})
+    try:
+        inventory.from_dict(data)
+    except InvalidInput as exc:
+        assert exc.field == f'links[2].{"b" if host_first else "a"}'
+        assert exc.problem.startswith(f'"{name}" is neither a host nor a switch on another')
+    else:
+        raise AssertionError(f'a link to the unknown name {name!r} was accepted')
+    # The same name on a second link is a switch, and the inventory is fine.
+    data['links'].append({'a': name, 'b': 'tor', 'mbps': 1000})
+    assert _check(data) is not None
+
+
+control_characters = st.characters(categories=['Cc', 'Cf', 'Zl', 'Zp'])
+NAME_FIELDS = [('hosts', 0, 'name'), ('hosts', 1, 'name'), ('instances', 0, 'name'),
+               ('instances', 1, 'host'), ('links', 0, 'a'), ('links', 1, 'b'),
+               ('hosts', 0, 'cpu_model')]
+
+
+@SETTINGS
+@given(st.sampled_from(NAME_FIELDS), control_characters, st.integers(min_value=0))
+def test_control_characters_in_names_are_refused(path, char, where):
+    data = copy.deepcopy(VALID)
+    parent = _at(data, path[:-1])
+    name = parent[path[-1]]
+    at = where % (len(name) + 1)
+    parent[path[-1]] = name[:at] + char + name[at:]
+    try:
+        inventory.from_dict(data)
+    except InvalidInput as exc:
+        assert exc.field == _field(path)
+        assert exc.problem == f'contains a control character (U+{ord(char):04X})' or \
+            exc.problem.startswith('must be a non-empty string')
+        assert names.control_character(str(exc)) is None
+    else:
+        raise AssertionError(f'{_field(path)} = {parent[path[-1]]!r} was accepted')
+
+
+@SETTINGS
+@given(st.sampled_from([0, 1]), st.booleans())
+def test_the_implicit_switch_name_is_reserved_for_hosts(index, with_links):
+    data = copy.deepcopy(VALID)
+    old = data['hosts'][index]['name']
+    data['hosts'][index]['name'] = 'switch'
+    for inst in data['instances']:
+        inst['host'] = 'switch' if inst['host'] == old else inst['host']
+    if with_links:
+        for link in data['links']:
+            link['a'] = 'switch' if link['a'] == old else link['a']
+    else:
+        del data['links']
+    try:
+        inventory.from_dict(data)
+    except InvalidInput as exc:
+        assert exc.field == f'hosts[{index}].name'
+        assert exc.problem.startswith('"switch" is reserved')
+    else:
+        raise AssertionError('a host named "switch" was accepted')

@@ -3,6 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kvmplace import names
 from kvmplace import objects
 from kvmplace import topology
 from tests.unit.builders import InventoryBuilder
@@ -101,3 +102,9 @@ def test_widths_from_gives_the_rates_of_widest_from(n, data):
     source = data.draw(st.sampled_from([h.name for h in hosts]))
     width, _ = topology.Topology.build(hosts, links).widest_from(source)
     assert topo.widths_from(source) == width
+
+
+def test_the_implicit_switch_is_the_name_hosts_may_not_take():
+    # kvmplace.names reserves it so that no host can become this graph node.
+    assert topology.DEFAULT_SWITCH == names.IMPLICIT_SWITCH
+    assert topology.DEFAULT_SWITCH in names.RESERVED_HOST_NAMES

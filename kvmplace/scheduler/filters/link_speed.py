@@ -1,6 +1,6 @@
 """Reject hosts that are unreachable or sit behind a slow link.
 
-The seed note's 1 GbE migrations ran at about 75 MB/s: a 64 GiB guest
+A migration over 1 GbE runs at about 75 MB/s: a 64 GiB guest
 takes a quarter of an hour at that rate, so slow links are excluded up
 front (``[scheduler] min_link_mbps``) rather than merely weighed down.
 """

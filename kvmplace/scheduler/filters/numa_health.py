@@ -1,11 +1,11 @@
 """Reject hosts with no NUMA node at healthy memory bandwidth.
 
-The seed note: when a host's memory slows down, migration into and out of
-it crawls (10 GbE at about 100 MB/s instead of 300). The incoming QEMU main
-thread is pinned to the destination's healthiest node *with room for the
-guest's memory* (the node the estimate uses too), so a host passes when
-that node is at ``numa_health_threshold`` or better. Hosts that report no
-bandwidth figures count as healthy.
+When a host's memory slows down, migration into and out of it crawls (10 GbE
+at about 100 MB/s instead of 300). The incoming QEMU main thread is pinned
+to the destination's healthiest node *with room for the guest's memory* (the
+node the estimate uses too), so a host passes when that node is at
+``numa_health_threshold`` or better. Hosts that report no bandwidth figures
+count as healthy.
 """
 from kvmplace.scheduler.filters import BaseFilter, split
 

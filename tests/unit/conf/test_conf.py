@@ -17,7 +17,7 @@ def test_new_conf_is_private():
 
 
 def test_estimator_defaults_are_the_model_defaults(conf):
-    # The seed's table is computed with these; config and model must agree.
+    # The reference rates are computed with these; config and model must agree.
     assert estimator.ModelParams.from_conf(conf) == estimator.ModelParams()
 
 

@@ -46,3 +46,28 @@ def test_other_extensions_are_one_line_errors(tmp_path, name):
     assert res.returncode == 1
     assert res.stderr.startswith('kvmplace: error: --output: must end in .svg or .png')
     assert res.stderr.count('\n') == 1
+
+
+def test_without_matplotlib_the_error_names_the_plot_extra(tmp_path):
+    """matplotlib is the optional ``plot`` extra: without it, --output must
+    say what to install in one line, not end in an ImportError traceback."""
+    code = ('import sys; sys.modules["matplotlib"] = None; '
+            'from kvmplace.cmd import kvmplace; sys.exit(kvmplace.main(sys.argv[1:]))')
+    res = subprocess.run([sys.executable, '-c', code, 'drain', 'cn-b', '--dry-run',
+                          '--inventory', SAMPLE, '--output', str(tmp_path / 'd.svg')],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert 'kvmplace[plot]' in lines[0] and 'matplotlib' in lines[0]
+    assert not (tmp_path / 'd.svg').exists()
+
+
+def test_requirements_leave_matplotlib_to_the_plot_extra():
+    with open(os.path.join(ROOT, 'requirements.txt'), encoding='utf-8') as fh:
+        assert 'matplotlib' not in fh.read()
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(ROOT, 'setup.cfg'))
+    assert 'matplotlib' in cfg['extras']['plot']
+    assert 'libvirt-python' in cfg['extras']['lab']
