@@ -7,8 +7,8 @@ fields are errors for the same reason (a misspelt ``memroy_mib`` would
 otherwise silently take its default). For the same reason a key given twice
 in one object is an error (JSON and YAML parsers silently keep the last
 one), and so are names holding control characters, a host named after the
-implicit switch, a link end that is neither a host nor a switch on another
-link, and more memory used than the host has.
+implicit switch, a link end that is most likely a misspelt name, and more
+memory used than the host has.
 
 The format is documented in doc/source/user/inventory.rst and published as
 a JSON Schema, etc/kvmplace/inventory.schema.json; the loader checks more
@@ -267,29 +267,38 @@ def _link(data: Any, path: str) -> objects.Link:
 
 
 def _check_link_ends(links: list[objects.Link], hosts: dict[str, objects.Host]) -> None:
-    """Every link end is a host, or a switch that joins something.
+    """Refuse a link end that is most likely a misspelt name.
 
-    A name that is no host is taken for a switch. One named by a single link
-    is a misspelt host name - it would leave a dangling switch and, if the
-    real host has another link, no error at all - unless that link is the
-    only one of the host at its other end: a host on a segment of its own
-    (unreachable from the others, which is how an island is modelled).
+    A name that is no host is taken for a switch. A switch on a single link
+    (a dead end) is harmless when it hangs off another switch (a spine with
+    one rack) or is a host's only uplink (a host on a segment of its own, an
+    island); but it is refused when it hangs off a host that has other links
+    (a dual-homed host whose second uplink went to a typo, silently lost) or
+    when it looks like a host's name (``cn-aa`` for ``cn-a``).
     """
     uses: dict[str, int] = {}
     for link in links:
         for end in (link.a, link.b):
             uses[end] = uses.get(end, 0) + 1
+    host_names = list(hosts)
     for i, link in enumerate(links):
         for side, end, other in (('a', link.a, link.b), ('b', link.b, link.a)):
             if end in hosts or uses[end] >= 2:
                 continue
-            if other in hosts and uses[other] == 1:
-                continue        # a host's only uplink, to a switch of its own
-            hint = difflib.get_close_matches(end, list(hosts), n=1)
-            extra = f'; did you mean host "{hint[0]}"?' if hint else ''
-            raise InvalidInput(f'links[{i}].{side}',
-                               f'"{end}" is neither a host nor a switch on another '
-                               f'link{extra}')
+            hint = difflib.get_close_matches(end, host_names, n=1, cutoff=_TYPO_CUTOFF)
+            if other in hosts and uses[other] > 1:
+                why = f': a dead end from host "{other}", which has other links (misspelt?)'
+            elif hint:
+                why = f'; did you mean host "{hint[0]}"?'
+            else:
+                continue
+            raise InvalidInput(f'links[{i}].{side}', f'"{end}" is no host and on no other '
+                                                     f'link{why}')
+
+
+# How close (difflib ratio) a dead-end switch name must be to a host's name
+# to be taken for a misspelling of it: "cn-aa" for "cn-a" is 0.89.
+_TYPO_CUTOFF = 0.8
 
 
 def from_dict(data: Any) -> objects.Inventory:

@@ -169,15 +169,22 @@ def test_links_errors():
     # A misspelt host in a link would be a switch joining nothing: refused,
     # with the host it probably meant.
     assert str(with_links(ok_a, ok_b, {'a': 'cn-bb', 'b': 'tor', 'mbps': 1})) == (
-        'links[2].a: "cn-bb" is neither a host nor a switch on another link; did you mean '
-        'host "cn-b"?')
-    assert str(with_links(ok_a, ok_b, {'a': 'tor', 'b': 'zz-top', 'mbps': 1})) == (
-        'links[2].b: "zz-top" is neither a host nor a switch on another link')
-    # A host with other links gains nothing from a dead-end switch: a typo.
+        'links[2].a: "cn-bb" is no host and on no other link; did you mean host "cn-b"?')
+    # A second uplink of a host to a name nothing else knows: a typo, refused.
     assert str(with_links(ok_a, ok_b, {'a': 'cn-a', 'b': 'tor-x', 'mbps': 1})) == (
-        'links[2].b: "tor-x" is neither a host nor a switch on another link')
+        'links[2].b: "tor-x" is no host and on no other link: a dead end from host "cn-a", '
+        'which has other links (misspelt?)')
     assert str(with_links(ok_a, ok_b, {'a': 'tor', 'b': 'x\ty', 'mbps': 1})) == (
         'links[2].b: contains a control character (U+0009)')
+
+
+def test_a_dead_end_switch_off_a_switch_loads():
+    # A spine with a single rack under it: harmless, and real.
+    data = _valid()
+    data['links'] = [{'a': 'cn-a', 'b': 'tor', 'mbps': 10000},
+                     {'a': 'cn-b', 'b': 'tor', 'mbps': 10000},
+                     {'a': 'tor', 'b': 'spine', 'mbps': 40000}]
+    assert len(inventory.from_dict(data).links) == 3
 
 
 def test_a_host_alone_on_its_own_switch_is_an_island():

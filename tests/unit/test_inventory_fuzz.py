@@ -261,8 +261,8 @@ valid_names = st.text(min_size=1, max_size=20).filter(
 
 @SETTINGS
 @given(valid_names, st.sampled_from(['cn-a', 'cn-b']), st.booleans())
-def test_a_link_to_an_unknown_name_is_refused(name, host, host_first):
-    """A name on one link, from a host that has another, is a typo."""
+def test_a_dead_end_from_a_host_with_other_links_is_refused(name, host, host_first):
+    """A host's extra link to a name nothing else knows is a typo."""
     if name in ('cn-a', 'cn-b', 'tor'):
         return
     data = copy.deepcopy(VALID)
@@ -272,12 +272,30 @@ def test_a_link_to_an_unknown_name_is_refused(name, host, host_first):
         inventory.from_dict(data)
     except InvalidInput as exc:
         assert exc.field == f'links[2].{"b" if host_first else "a"}'
-        assert exc.problem.startswith(f'"{name}" is neither a host nor a switch on another')
+        assert exc.problem.startswith(f'"{names.printable(name)}" is no host and on no other')
     else:
         raise AssertionError(f'a link to the unknown name {name!r} was accepted')
     # The same name on a second link is a switch, and the inventory is fine.
     data['links'].append({'a': name, 'b': 'tor', 'mbps': 1000})
     assert _check(data) is not None
+
+
+@SETTINGS
+@given(st.sampled_from(['cn-a', 'cn-b']), st.integers(min_value=0, max_value=4),
+       st.sampled_from('xyz-1'))
+def test_a_dead_end_named_like_a_host_is_refused(host, at, char):
+    """One character added to a host's name, hanging off a switch."""
+    typo = host[:at] + char + host[at:]
+    data = copy.deepcopy(VALID)
+    data['links'].append({'a': 'tor', 'b': typo, 'mbps': 1000})
+    try:
+        inventory.from_dict(data)
+    except InvalidInput as exc:
+        assert exc.field == 'links[2].b'
+        assert exc.problem.endswith('did you mean host "cn-a"?') or \
+            exc.problem.endswith('did you mean host "cn-b"?')
+    else:
+        raise AssertionError(f'the dead end {typo!r} was accepted')
 
 
 control_characters = st.characters(categories=['Cc', 'Cf', 'Zl', 'Zp'])

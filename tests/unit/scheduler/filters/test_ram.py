@@ -48,6 +48,13 @@ def test_reserved_memory_alone_rejects_a_tight_fit(conf, flt, make_spec):
 
 
 def test_overcommitted_host_reports_zero_free(flt, make_spec):
-    passes, reason = _check(flt, make_spec, 1024, memory_mib=8192, memory_used_mib=9000)
+    # An offline inventory refuses memory_used_mib above memory_mib, but a
+    # host state reported online can hold it (overcommit): set it directly.
+    inv = (InventoryBuilder().host('src').host('dst', memory_mib=8192, memory_used_mib=8192)
+           .instance('vm', 'src', memory_mib=1024).build())
+    host = inv.hosts['dst']
+    host.memory_used_mib = 9000
+    spec = make_spec(inv, 'vm')
+    passes, reason = flt.host_passes(host, spec), flt.reason(host, spec)
     assert not passes
     assert 'host has 0 MiB free' in reason
