@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from kvmplace.cli import base
@@ -294,7 +294,7 @@ def follow_drain(app, api, drain_id: str, show: bool) -> dict:
                   TextColumn('{task.percentage:>3.0f}%'), TextColumn('{task.fields[info]}'),
                   console=console) as bar:
         overall = bar.add_task('drain', total=None, info='planning')
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
         start = time.monotonic()
         while True:
             rec = call(api.get_drain, drain_id)

@@ -172,7 +172,7 @@ def host_state(value: Any) -> dict:
         clean_nodes.append(node)
         _num(f'{at}.id', node.get('id'), hi=4095, whole=True, optional=False)
         try:
-            objects.parse_cpu_list(node.get('cpus'))
+            objects.parse_cpu_list(node.get('cpus'))  # type: ignore[arg-type]  # checks it
         except ValueError as exc:
             raise InvalidInput(f'{at}.cpus', str(exc)) from None
         for key in ('memory_mib', 'free_memory_mib', 'bandwidth_mibps', 'baseline_mibps'):

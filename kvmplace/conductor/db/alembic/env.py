@@ -11,7 +11,7 @@ def run_migrations_online() -> None:
     connection = config.attributes.get('connection')
     if connection is None:
         from sqlalchemy import create_engine
-        engine = create_engine(config.get_main_option('sqlalchemy.url'))
+        engine = create_engine(config.get_main_option('sqlalchemy.url') or 'sqlite://')
         with engine.begin() as conn:
             context.configure(connection=conn, target_metadata=target_metadata,
                               render_as_batch=True)
