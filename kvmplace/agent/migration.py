@@ -22,6 +22,7 @@ import libvirt
 
 from kvmplace import estimator
 from kvmplace import objects
+from kvmplace.status import JobOutcome
 
 LOG = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -302,7 +303,7 @@ class Monitor:
                 return
             except libvirt.libvirtError as exc:
                 LOG.warning('%s: post-copy switch failed (%s); aborting', job.instance, exc)
-        job.stop_status, job.stop_reason = 'timed-out', why[1]
+        job.stop_status, job.stop_reason = JobOutcome.TIMED_OUT, why[1]
         LOG.warning('%s: %s; aborting the migration', job.instance, why[1])
         try:
             self.dom.abortJob()
@@ -384,7 +385,7 @@ class MigrationDriver:
             return False, 'the migration is in post-copy: the guest already runs on the ' \
                           'destination and cannot be pulled back'
         if job is not None and job.active and job.stop_status is None:
-            job.stop_status, job.stop_reason = 'aborted', 'aborted by request'
+            job.stop_status, job.stop_reason = JobOutcome.ABORTED, 'aborted by request'
         try:
             dom.abortJob()
             return True, None
@@ -397,25 +398,25 @@ class MigrationDriver:
     def _run(self, job: Job, plan: Plan, dom, flags: int, params: dict,
              monitor: Monitor, conns: tuple = ()) -> None:
         error = None
-        status = 'completed'
+        status: str = JobOutcome.COMPLETED
         try:
             LOG.info('migrating %s to %s (%s, flags %#x)', job.instance, job.dest_host,
                      plan.dest_uri, flags)
             dom.migrateToURI3(plan.dest_uri, params, flags)
         except libvirt.libvirtError as exc:
-            status = job.stop_status or 'failed'
+            status = job.stop_status or JobOutcome.FAILED
             error = job.stop_reason or exc.get_error_message()
             if job.stop_reason and exc.get_error_message():
                 error = f'{job.stop_reason} ({exc.get_error_message()})'
         except Exception as exc:  # noqa: BLE001 - report every failure
-            status, error = 'failed', f'{type(exc).__name__}: {exc}'
+            status, error = JobOutcome.FAILED, f'{type(exc).__name__}: {exc}'
         elapsed = time.monotonic() - job.started
         final = self._final_stats(job, plan, status) or {}
         job.result = self._result(job, status, error, elapsed, final, monitor)
-        job.progress = dict(job.progress, phase='complete' if status == 'completed'
+        job.progress = dict(job.progress, phase='complete' if status == JobOutcome.COMPLETED
                             else job.progress.get('phase', 'setup'),
                             elapsed_seconds=round(elapsed, 3),
-                            remaining_mib=0.0 if status == 'completed'
+                            remaining_mib=0.0 if status == JobOutcome.COMPLETED
                             else job.progress.get('remaining_mib'))
         job.done.set()
         for conn in conns:
@@ -423,7 +424,7 @@ class MigrationDriver:
                 conn.close()
             except libvirt.libvirtError:
                 pass
-        if status == 'completed':
+        if status == JobOutcome.COMPLETED:
             self.notifier.migration_progress(job.migration_id, job.progress)
         self.notifier.migration_finished(job.migration_id, job.result)
         LOG.info('migration %s of %s: %s%s', job.migration_id, job.instance, status,
@@ -434,7 +435,7 @@ class MigrationDriver:
         destination after success (the source domain is gone by then), else
         on the source."""
         flag = libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED
-        if status == 'completed':
+        if status == JobOutcome.COMPLETED:
             try:
                 conn = libvirt.open(plan.dest_uri)
                 try:
@@ -470,7 +471,7 @@ class MigrationDriver:
             'disk_mib': round(disk_mib, 2),
             'memory_mib': job.guest.get('memory_mib'),
             'postcopy': job.postcopy_started,
-            'timed_out_by': monitor.timed_out_by if status == 'timed-out' else None,
+            'timed_out_by': monitor.timed_out_by if status == JobOutcome.TIMED_OUT else None,
             'started_at': job.started_at, 'finished_at': time.time(),
             'guest': {k: job.guest.get(k) for k in ('name', 'uuid', 'memory_mib', 'vcpus',
                                                     'disk_gib', 'shared_storage')},

@@ -6,19 +6,22 @@ each argument is checked for type, range and shape before use, and a bad one
 is refused with :class:`InvalidInput` naming the field; oslo.messaging
 re-raises it on the caller's side with the reason. Nothing here builds a
 shell command: the agent has none to build.
+
+Names, numbers, true/false and the migration policy are
+kvmplace.validation's, shared with the conductor (one name length, one
+policy schema); this module adds what only the agent receives: CPU lists,
+NUMA nodes, libvirt and migration URIs, disk paths, the guest it is sent.
 """
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Optional
 from urllib.parse import urlparse
 
 from kvmplace import objects
-from kvmplace.conf.agent import TIMEOUT_ACTIONS
+from kvmplace import validation as shared
 from kvmplace.exception import InvalidInput
 
-NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+:@-]{0,199}$')
 HOST_RE = re.compile(r'^[A-Za-z0-9]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?$')
 MIGRATION_ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$')
 UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-'
@@ -30,20 +33,12 @@ LIBVIRT_SCHEMES = ('qemu', 'qemu+tcp', 'qemu+tls', 'qemu+ssh', 'qemu+libssh',
 MIGRATE_SCHEMES = ('tcp',)
 MAX_CPU_ID = 8191
 MAX_MEMORY_MIB = 64 * 1024 * 1024  # 64 TiB
-POLICY_KEYS = {
-    'max_downtime_ms': 'int 1..600000: largest pause at switch-over',
-    'bandwidth_cap_mibps': 'number >= 0: cap on this migration, 0 = none',
-    'allow_auto_converge': 'bool: throttle the guest if it does not converge',
-    'allow_post_copy': 'bool: enable post-copy (used by timeout_action "post-copy")',
-    'completion_timeout_seconds_per_gib': 'int 1..100000: overrides [agent]',
-    'progress_timeout_seconds': 'int 1..86400: overrides [agent]',
-    'timeout_action': '"abort" or "post-copy": overrides [agent]',
-    'non_shared_disk_mode': '"full" or "incremental": overrides [agent]',
-}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+POLICY_KEYS = shared.POLICY_SCHEMA
+name = shared.name
+integer = shared.integer
+boolean = shared.boolean
+policy = shared.policy
+_is_int = shared.is_int
 
 
 def text(field: str, value: Any, pattern: re.Pattern, what: str) -> str:
@@ -53,10 +48,6 @@ def text(field: str, value: Any, pattern: re.Pattern, what: str) -> str:
         shown = value if len(value) <= 64 else value[:61] + '...'
         raise InvalidInput(field, f'{shown!r} is not {what}')
     return value
-
-
-def name(field: str, value: Any) -> str:
-    return text(field, value, NAME_RE, 'a guest name (letters, digits, _.+:@-, at most 200)')
 
 
 def host(field: str, value: Any) -> str:
@@ -74,26 +65,9 @@ def uuid(field: str, value: Any, allow_empty: bool = False) -> Optional[str]:
     return text(field, value, UUID_RE, 'a UUID').lower()
 
 
-def integer(field: str, value: Any, lo: int, hi: int) -> int:
-    if not _is_int(value):
-        raise InvalidInput(field, f'must be an integer, got {type(value).__name__}')
-    if not lo <= value <= hi:
-        raise InvalidInput(field, f'{value} is outside {lo}..{hi}')
-    return value
-
-
 def number(field: str, value: Any, lo: float, hi: float) -> float:
-    if not (_is_int(value) or isinstance(value, float)):
-        raise InvalidInput(field, f'must be a number, got {type(value).__name__}')
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise InvalidInput(field, f'{value} is outside {lo}..{hi}')
-    return float(value)
-
-
-def boolean(field: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidInput(field, f'must be true or false, got {type(value).__name__}')
-    return value
+    """A finite number from ``lo`` to ``hi``, both included."""
+    return shared.number(field, value, lo, hi)
 
 
 def cpu_list(field: str, value: Any, allowed: Optional[set[int]] = None) -> tuple[int, ...]:
@@ -178,42 +152,6 @@ def migrate_uri(field: str, value: Any) -> Optional[str]:
             not parsed.hostname or not _netloc_ok(parsed):
         raise InvalidInput(field, 'must be tcp://ADDRESS[:PORT]')
     return value
-
-
-def policy(field: str, value: Any) -> dict:
-    """The migration policy: documented keys only, each typed and bounded."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidInput(field, f'must be a dict, got {type(value).__name__}')
-    out: dict[str, Any] = {}
-    for key, val in value.items():
-        sub = f'{field}.{key}'
-        if key not in POLICY_KEYS:
-            shown = key if isinstance(key, str) and len(key) < 64 else '<key>'
-            raise InvalidInput(f'{field}.{shown}', 'unknown policy key; known: ' +
-                               ', '.join(sorted(POLICY_KEYS)))
-        if val is None:
-            continue
-        if key == 'max_downtime_ms':
-            out[key] = integer(sub, val, 1, 600000)
-        elif key == 'bandwidth_cap_mibps':
-            out[key] = number(sub, val, 0, 1e6)
-        elif key in ('allow_auto_converge', 'allow_post_copy'):
-            out[key] = boolean(sub, val)
-        elif key == 'completion_timeout_seconds_per_gib':
-            out[key] = integer(sub, val, 1, 100000)
-        elif key == 'progress_timeout_seconds':
-            out[key] = integer(sub, val, 1, 86400)
-        elif key == 'timeout_action':
-            if val not in TIMEOUT_ACTIONS:
-                raise InvalidInput(sub, f'must be one of {", ".join(TIMEOUT_ACTIONS)}')
-            out[key] = val
-        elif key == 'non_shared_disk_mode':
-            if val not in ('full', 'incremental'):
-                raise InvalidInput(sub, 'must be "full" or "incremental"')
-            out[key] = val
-    return out
 
 
 def path(field: str, value: Any) -> str:

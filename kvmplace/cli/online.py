@@ -8,14 +8,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from kvmplace.cli import base
 from kvmplace.cli import schedule
 from kvmplace.exception import KvmplaceError
-
-FINAL = ('completed', 'failed', 'aborted', 'rolled-back')
+from kvmplace.status import (ACTIVE_FILTER, FINAL_MIGRATION_STATUSES as FINAL, DrainStatus,
+                             MigrationStatus as MS)
 
 
 def conductor(app):
@@ -120,7 +120,7 @@ def follow(app, api, migration_id: str, show_progress: bool) -> dict:
                   TextColumn('{task.fields[rate]}'),
                   TextColumn('ETA {task.fields[eta]}'), TimeElapsedColumn(),
                   console=base.Console(file=app.stderr), transient=False) as bar:
-        task = bar.add_task('migrate', total=100, instance=migration_id[:8], phase='queued',
+        task = bar.add_task('migrate', total=100, instance=migration_id[:8], phase=MS.QUEUED,
                             remaining='', rate='', eta='-')
         while True:
             rec = call(api.get_migration, migration_id)
@@ -128,9 +128,9 @@ def follow(app, api, migration_id: str, show_progress: bool) -> dict:
             total = prog.get('total_mib') or 0
             remaining = prog.get('remaining_mib')
             pct = 100.0 * (1 - remaining / total) if total and remaining is not None else 0.0
-            phase = prog.get('phase') if rec['status'] == 'migrating' else rec['status']
+            phase = prog.get('phase') if rec['status'] == MS.MIGRATING else rec['status']
             eta = prog.get('eta_seconds')
-            bar.update(task, completed=100 if rec['status'] == 'completed' else pct,
+            bar.update(task, completed=100 if rec['status'] == MS.COMPLETED else pct,
                        instance=f"{rec['instance']} -> {rec.get('dest') or '?'}",
                        phase=phase or rec['status'],
                        remaining=f'{remaining:.0f} MiB left' if remaining is not None else '',
@@ -162,7 +162,8 @@ class Migrate(base.Command):
         return rec
 
     def exit_code(self, data):
-        return 0 if data['status'] in ('completed', 'queued', 'scheduling') or \
+        return 0 if data['status'] in (MS.COMPLETED, MS.QUEUED,
+                                       MS.SCHEDULING) or \
             data['status'] not in FINAL else 1
 
     def render(self, data, console):
@@ -173,7 +174,8 @@ class MigrationsList(base.Command):
     """List migrations, newest first."""
 
     def add_arguments(self, parser):
-        parser.add_argument('--status', help='only this status ("active" for unfinished)')
+        parser.add_argument('--status', choices=[*MS, ACTIVE_FILTER],
+                            help=f'only this status ("{ACTIVE_FILTER}" for unfinished)')
         parser.add_argument('--instance')
         parser.add_argument('--limit', type=int, default=50)
         return parser
@@ -284,7 +286,7 @@ def follow_drain(app, api, drain_id: str, show: bool) -> dict:
     if not show:
         while True:
             rec = call(api.get_drain, drain_id)
-            if rec['status'] != 'running':
+            if rec['status'] != DrainStatus.RUNNING:
                 return rec
             time.sleep(1.0)
     console = base.Console(file=app.stderr)
@@ -292,7 +294,7 @@ def follow_drain(app, api, drain_id: str, show: bool) -> dict:
                   TextColumn('{task.percentage:>3.0f}%'), TextColumn('{task.fields[info]}'),
                   console=console) as bar:
         overall = bar.add_task('drain', total=None, info='planning')
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
         start = time.monotonic()
         while True:
             rec = call(api.get_drain, drain_id)
@@ -304,21 +306,21 @@ def follow_drain(app, api, drain_id: str, show: bool) -> dict:
                                               total=100, info=m['status'])
                 prog = m.get('progress') or {}
                 total, left = prog.get('total_mib'), prog.get('remaining_mib')
-                pct = 100.0 if m['status'] == 'completed' else (
+                pct = 100.0 if m['status'] == MS.COMPLETED else (
                     100.0 * (1 - left / total) if total and left is not None else 0.0)
-                info = m['status'] if m['status'] != 'migrating' else (
+                info = m['status'] if m['status'] != MS.MIGRATING else (
                     f"{prog.get('phase', '')} {prog.get('mibps') or 0:.0f} MiB/s "
                     f"ETA {base.fmt_seconds(prog['eta_seconds'])}"
-                    if prog.get('eta_seconds') is not None else prog.get('phase', 'migrating'))
+                    if prog.get('eta_seconds') is not None else prog.get('phase', MS.MIGRATING))
                 bar.update(tasks[key], completed=pct, info=info,
                            description=f"{m['instance']} -> {m.get('dest') or '?'}")
             plan = rec.get('plan') or {}
-            done = sum(1 for m in migs if m['status'] == 'completed')
+            done = sum(1 for m in migs if m['status'] == MS.COMPLETED)
             end = plan.get('predicted_end_seconds')
             bar.update(overall, info=f"{done} moved, {len(plan.get('running') or [])} running"
                        + (f", overall ETA {base.fmt_seconds(end)}" if end is not None else '')
                        + f", {time.monotonic() - start:.0f} s elapsed")
-            if rec['status'] != 'running':
+            if rec['status'] != DrainStatus.RUNNING:
                 return rec
             time.sleep(1.0)
 

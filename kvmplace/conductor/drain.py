@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from kvmplace.conductor.db.api import FINAL_STATUSES
+
+from kvmplace.conductor import clock as clock_mod
+from kvmplace.conductor import retry
 from kvmplace.exception import DatabaseError, KvmplaceError, NotFound
 from kvmplace.planner import drain as drain_plan
 from kvmplace.planner import rebalance as rebalance_plan
+from kvmplace.status import FINAL_MIGRATION_STATUSES, DrainStatus, MigrationStatus
 
 LOG = logging.getLogger(__name__)
 
@@ -30,11 +32,13 @@ MAX_TRIES = 2
 class DrainExecutor:
     """Follows one drain (or rebalance) record until it ends."""
 
-    def __init__(self, ctx, drain_id: str, poll_seconds: float = 1.0):
-        self.ctx = ctx
+    def __init__(self, ctx, drain_id: str, poll_seconds: float = 1.0,
+                 clock: clock_mod.Clock = clock_mod.REAL):
+        self.ctx = ctx  # the ConductorManager: snapshot, scheduler, start_migration
         self.db = ctx.db
         self.drain_id = drain_id
         self.poll = poll_seconds
+        self.clock = clock
         self.stop = threading.Event()
 
     # -- helpers --------------------------------------------------------------
@@ -67,35 +71,41 @@ class DrainExecutor:
         read-only disk) pauses it instead of ending it: the failure could
         not be recorded anyway, and the drain would stay 'running' with
         nobody following it until the next conductor start."""
-        delay = self.poll
+        def paused(exc, pause_s: float) -> None:
+            LOG.warning('drain %s paused: %s (next try in %.0f s)', self.drain_id[:8], exc,
+                        pause_s)
+
         try:
             while not self.stop.is_set():
                 try:
-                    record = self.db.get_drain(self.drain_id)
-                    if record['status'] != 'running':
-                        break
-                    if self._tick(record):
-                        break
-                    delay = self.poll
-                except DatabaseError as exc:
-                    LOG.warning('drain %s paused: %s', self.drain_id[:8], exc)
-                    delay = min(2 * delay, 30.0)
-                self.stop.wait(delay)
+                    ended = retry.call(self._look, clock=self.clock, retry_on=(DatabaseError,),
+                                       pause_s=2 * self.poll, max_pause_s=30.0, stop=self.stop,
+                                       on_retry=paused)
+                except DatabaseError:
+                    break               # stopping while the database fails
+                if ended:
+                    break
+                self.clock.wait(self.stop, self.poll)
         except Exception as exc:  # noqa: BLE001 - the drain record says why
             LOG.exception('drain %s failed', self.drain_id[:8])
-            self._save(status='failed', error=str(exc).splitlines()[0])
+            self._save(status=DrainStatus.FAILED, error=str(exc).splitlines()[0])
         return self.db.get_drain(self.drain_id)
+
+    def _look(self) -> bool:
+        """The record, then one tick if it still runs; True when it ended."""
+        record = self.db.get_drain(self.drain_id)
+        return record['status'] != DrainStatus.RUNNING or self._tick(record)
 
     def _tick(self, record: dict) -> bool:
         """One look at the world; True when the drain has ended."""
         migrations = self._migrations()
-        running = [m for m in migrations if m['status'] not in FINAL_STATUSES]
-        done = {m['instance'] for m in migrations if m['status'] == 'completed'}
+        running = [m for m in migrations if m['status'] not in FINAL_MIGRATION_STATUSES]
+        done = {m['instance'] for m in migrations if m['status'] == MigrationStatus.COMPLETED}
         tries: dict[str, int] = {}
         last_error: dict[str, str] = {}
         for m in migrations:
             tries[m['instance']] = tries.get(m['instance'], 0) + 1
-            if m['status'] != 'completed' and m.get('error'):
+            if m['status'] != MigrationStatus.COMPLETED and m.get('error'):
                 last_error[m['instance']] = m['error']
         plan = dict(record.get('plan') or {})
         if record['kind'] == 'drain':
@@ -125,7 +135,8 @@ class DrainExecutor:
                                if m['instance'] == n), None),
                            'reason': last_error[n]}
                           for n in sorted(set(last_error) - done - set(on_host))]
-                status = 'completed' if not on_host and not broken else 'failed'
+                status = DrainStatus.COMPLETED if not on_host and not broken \
+                    else DrainStatus.FAILED
                 error = None
                 if on_host:
                     error = f'{len(on_host)} guests remain on {host}'
@@ -144,7 +155,7 @@ class DrainExecutor:
             unplaceable = {u['instance'] for u in new['unplaced']}
             if not running and todo and set(todo) <= unplaceable:
                 # Nothing can move and nothing runs: stop rather than spin.
-                self._save(status='failed', plan={**plan, 'unplaced': new['unplaced'],
+                self._save(status=DrainStatus.FAILED, plan={**plan, 'unplaced': new['unplaced'],
                                                   'remaining': on_host, 'moved': sorted(done)},
                            error=f'{len(todo)} guests cannot be placed')
                 return True
@@ -164,7 +175,7 @@ class DrainExecutor:
                 pending.append(mv)
             if not pending and not running:
                 failed = [mv['instance'] for mv in moves if mv['instance'] not in done]
-                self._save(status='completed' if not failed else 'failed',
+                self._save(status=DrainStatus.FAILED if failed else DrainStatus.COMPLETED,
                            plan={**plan, 'moved': sorted(done), 'remaining': failed},
                            error=f'{len(failed)} moves failed' if failed else None)
                 return True
@@ -182,7 +193,7 @@ class DrainExecutor:
             self._save(plan={**plan, 'current': new, 'moved': sorted(done),
                              'running': sorted({m['instance'] for m in running}),
                              'predicted_end_seconds': new['predicted_makespan_seconds'],
-                             'replanned_at': time.time()})
+                             'replanned_at': self.clock.time()})
         return False
 
     def _start(self, planned: dict) -> dict:

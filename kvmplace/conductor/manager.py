@@ -1,212 +1,79 @@
-"""The conductor's RPC endpoint (topic ``kvmplace-conductor``).
+"""The conductor: the RPC methods' implementation and the shared parts.
 
 Agents cast their host states, migration progress and results here; the
 CLI and other services (a cloud scheduler) call select_destinations,
 estimate, migrate, get_migration and friends through
-:mod:`kvmplace.conductor.rpcapi`. Workflows run in a thread pool; at start
-the conductor resumes every unfinished record (recovery).
+:mod:`kvmplace.conductor.rpcapi`. The RPC server does not dispatch to this
+object but to :class:`kvmplace.conductor.endpoint.ConductorEndpoint`,
+which lists only the RPC methods: the internals here (start_migration,
+recover, the collaborators) are not reachable from the bus. Workflows run
+in a thread pool; at start the conductor resumes every unfinished record
+(recovery).
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import threading
-import time
 from concurrent import futures
 from typing import Optional
 
-import oslo_messaging as messaging
-
-from kvmplace import estimator
 from kvmplace import objects
-from kvmplace import topology as topo
 from kvmplace.conductor import admission as adm
+from kvmplace.conductor import clock as clock_mod
 from kvmplace.conductor import hoststate
 from kvmplace.conductor import learning
+from kvmplace.conductor import locator as locator_mod
+from kvmplace.conductor import notifications
+from kvmplace.conductor import retry
+from kvmplace.conductor import snapshots as snapshots_mod
 from kvmplace.conductor import validate as v
 from kvmplace.conductor import workflow as wf
 from kvmplace.conductor.db import api as db_api
 from kvmplace.exception import InvalidInput, KvmplaceError, NotFound
 from kvmplace.scheduler import manager as sched
+from kvmplace.status import FINAL_MIGRATION_STATUSES, DrainStatus
 
 LOG = logging.getLogger(__name__)
 
 
 class ConductorManager:
-    """RPC endpoint and the shared context of the migration workflows."""
-
-    target = messaging.Target(version='1.1')
+    """The RPC methods' implementation; owns the workflows' collaborators."""
 
     def __init__(self, conf, db: db_api.Database, agents, notifier=None,
-                 scheduler: Optional[sched.SchedulerManager] = None):
+                 scheduler: Optional[sched.SchedulerManager] = None,
+                 clock: clock_mod.Clock = clock_mod.REAL):
         self.conf = conf
         self.db = db
-        self.agents = agents
-        self.notifier = notifier
-        self.scheduler = scheduler or sched.SchedulerManager(conf)
-        self.links = hoststate.load_links(conf.conductor.topology_file)
-        self._waiters: dict[str, wf.Waiter] = {}
-        self._waiters_lock = threading.Lock()
+        self.clock = clock
+        scheduler = scheduler or sched.SchedulerManager(conf)
+        self.scheduler = scheduler
+        self.snapshots = snapshots_mod.Snapshots(
+            conf, db, scheduler, hoststate.load_links(conf.conductor.topology_file))
+        self._stopping = threading.Event()
+        self.parts = wf.Collaborators(
+            conf=conf, db=db, agents=agents, scheduler=scheduler,
+            admission=adm.Admission(
+                conf.conductor.max_concurrent_per_source, conf.conductor.max_concurrent_per_dest,
+                conf.conductor.max_concurrent_total, self.snapshots.link_capacity_mibps),
+            snapshots=self.snapshots,
+            locator=locator_mod.Locator(db, agents, clock),
+            learner=learning.Learner(conf, db, scheduler, self.snapshots.topology),
+            notifications=notifications.Notifications(notifier),
+            waiters=wf.Waiters(clock), stopping=self._stopping, clock=clock)
         self._pool = futures.ThreadPoolExecutor(conf.conductor.workers,
                                                 thread_name_prefix='migration')
         self._running: dict[str, futures.Future] = {}
-        self.admission = adm.Admission(
-            conf.conductor.max_concurrent_per_source, conf.conductor.max_concurrent_per_dest,
-            conf.conductor.max_concurrent_total, self._link_capacity)
-        self._topology: Optional[topo.Topology] = None
-        self._stopping = threading.Event()
         self._lost_casts, self._lost_warned = 0, -1e9   # see _cast_not_stored
         self._executors: dict = {}
 
-    # -- shared context for workflows -----------------------------------------
-    def snapshot(self, exclude_migration: Optional[str] = None
-                 ) -> tuple[objects.Inventory, topo.Topology]:
+    @property
+    def agents(self):
+        return self.parts.agents
+
+    def snapshot(self, exclude_migration: Optional[str] = None):
         """Current inventory (with in-flight claims) and topology."""
-        active = [m for m in self.db.unfinished_migrations() if m['id'] != exclude_migration]
-        inventory = hoststate.build_inventory(self.db.list_hosts(), active,
-                                              self.conf.scheduler.host_down_seconds,
-                                              self.links)
-        topology = topo.Topology.from_inventory(inventory)
-        if self.conf.estimator.learn_path_throughput:
-            inventory.path_rates = learning.trusted_rates(
-                self.db.path_learning(self.conf.estimator.learned_max_age_seconds),
-                topology, self.scheduler.params,
-                self.conf.estimator.learning_prior_migrations)
-        self._topology = topology
-        return inventory, topology
-
-    def _link_capacity(self, link: tuple) -> float:
-        topology = self._topology or self.snapshot()[1]
-        return (objects.mbps_to_mibps(topology.capacity_mbps(link))
-                * self.conf.estimator.link_efficiency
-                * (1.0 - self.conf.conductor.link_reserve_fraction))
-
-    def learn(self, rec: dict) -> Optional[dict]:
-        """Fold a completed migration into its path's learned bandwidth.
-
-        Called once the destination has verified the guest. The observed
-        bandwidth is the one at which the model reproduces the measured
-        time (estimator.fit_bandwidth), from the inputs the estimate was
-        made with. Returns the path's updated row (with ``observed_mibps``),
-        or None when the migration teaches nothing about the path: learning
-        is off, it did not complete in pre-copy, it was too small to
-        measure or moved less than half its memory (mostly zero pages), a
-        bandwidth cap (a drain's planned share) set its pace rather than the
-        path, or it ran while other migrations used its source or
-        destination.
-        """
-        if not self.conf.estimator.learn_path_throughput:
-            return None
-        result = rec.get('result') or {}
-        if result.get('status') != 'completed' or result.get('postcopy') or not rec.get('dest'):
-            return None
-        inputs = (rec.get('estimate') or {}).get('inputs') or {}
-        memory = inputs.get('memory_mib') or result.get('memory_mib')
-        if not memory:
-            return None
-        moved = float(result.get('data_mib') or 0.0)
-        if moved < 0.5 * (float(memory) + float(inputs.get('disk_mib') or 0)):
-            # Most of the guest's memory went as zero-page markers (a guest
-            # that never used its RAM), or the agent did not say what moved:
-            # the time says little about the path.
-            return None
-        policy = objects.Policy.from_dict(rec.get('policy') or {})
-        params = self.scheduler.params.with_policy(policy)
-        mibps = estimator.fit_bandwidth(float(memory), float(inputs.get('dirty_rate_mibps') or 0),
-                                        result.get('elapsed_seconds'), params,
-                                        float(inputs.get('disk_mib') or 0))
-        if mibps is None:
-            return None
-        cap = policy.bandwidth_cap_mibps
-        if cap and mibps >= 0.85 * float(cap):
-            return None
-        if self.db.overlapping_migrations(rec['id']):
-            # It shared its source or destination (CPUs, memory bandwidth,
-            # NIC) with other migrations: its pace is the crowd's, not the
-            # path's. Seen on the lab: three parallel drain migrations
-            # taught their paths half their real rate.
-            return None
-        try:
-            row = self.db.record_path_rate(rec['source'], rec['dest'], mibps,
-                                           self.conf.estimator.learning_weight, rec['id'],
-                                           self.conf.estimator.learned_max_age_seconds)
-        except db_api.DatabaseError as exc:
-            LOG.warning('migration %s: path throughput not recorded: %s', rec['id'][:8], exc)
-            return None
-        row['observed_mibps'] = round(mibps, 2)
-        # What the next estimate on this path will use (conductor.learning).
-        topology = self._topology or self.snapshot()[1]
-        path = (rec['source'], rec['dest'])
-        row['used_mibps'] = round(learning.trusted_rates(
-            {path: (float(row['mibps']), int(row['samples'] or 0))}, topology,
-            self.scheduler.params, self.conf.estimator.learning_prior_migrations)[path], 2)
-        return row
-
-    def guest_state(self, host: str, instance: str) -> Optional[dict]:
-        try:
-            state = self.db.get_host(host)['state']
-        except NotFound:
-            return None
-        for guest in state.get('instances') or []:
-            if guest.get('name') == instance:
-                return guest
-        return None
-
-    def locate(self, instance: str, hosts: list[str],
-               answered: Optional[set] = None) -> dict[str, str]:
-        """Ask the agents (live, not the database) where the guest is.
-
-        ``answered`` (if given) collects the hosts that did answer: a host
-        missing from the result may not have the guest, or may not have
-        been asked at all (agent down, broker down), and a caller deciding
-        a record's final state must tell the two apart.
-        """
-        where: dict[str, str] = {}
-        for host in hosts:
-            try:
-                state = v.host_state(self.agents.get_host_state({}, host))
-            except Exception as exc:  # noqa: BLE001 - an unreachable host is reported
-                LOG.warning('locate %s: %s does not answer: %s', instance, host, exc)
-                continue
-            if answered is not None:
-                answered.add(host)
-            try:
-                self.db.report_host(host, state, time.time())
-            except db_api.DatabaseError as exc:
-                LOG.warning('locate %s: state of %s not stored: %s', instance, host, exc)
-            for guest in state.get('instances') or []:
-                if guest.get('name') == instance:
-                    where[host] = guest.get('state', 'running')
-        return where
-
-    def waiter(self, migration_id: str) -> wf.Waiter:
-        with self._waiters_lock:
-            return self._waiters.setdefault(migration_id, wf.Waiter())
-
-    def forget_waiter(self, migration_id: str) -> None:
-        with self._waiters_lock:
-            self._waiters.pop(migration_id, None)
-
-    def notify(self, event: str, record: dict, payload: Optional[dict] = None) -> None:
-        if self.notifier is None:
-            return
-        body = {'migration_id': record['id'], 'instance': record['instance'],
-                'source': record['source'], 'dest': record.get('dest'),
-                'status': record['status']}
-        body.update(payload or {})
-        try:
-            if event == 'error':
-                self.notifier.error({}, 'kvmplace.migration.error', body)
-            else:
-                self.notifier.info({}, f'kvmplace.migration.{event}', body)
-        except Exception as exc:  # noqa: BLE001 - notifications never break a migration
-            LOG.warning('notification %s failed: %s', event, exc)
-
-    def notify_final(self, record: dict) -> None:
-        if record['status'] == 'completed':
-            self.notify('end', record, {'result': record.get('result')})
-        else:
-            self.notify('error', record, {'error': record.get('error')})
+        return self.snapshots.snapshot(exclude_migration)
 
     def start_workflow(self, migration_id: str) -> futures.Future:
         future = self._pool.submit(self._drive, migration_id)
@@ -224,20 +91,21 @@ class ConductorManager:
         the guest meanwhile does what it does, and the resumed workflow
         asks the agents where it ended.
         """
-        delay = 1.0
-        while True:
-            try:
-                return wf.MigrationWorkflow(self, migration_id).run()
-            except wf.Interrupted:
-                LOG.info('migration %s: conductor stopping; its record stays as it is and '
-                         'the next start resumes it', migration_id[:8])
-                return None
-            except db_api.DatabaseError as exc:
-                LOG.warning('migration %s: %s; resuming it when the database works again',
-                            migration_id[:8], exc)
-            if self._stopping.wait(delay):
-                return None
-            delay = min(2 * delay, 30.0)
+        def resuming(exc, pause_s: float) -> None:
+            LOG.warning('migration %s: %s; resuming it when the database works again '
+                        '(next try in %.0f s)', migration_id[:8], exc, pause_s)
+
+        try:
+            return retry.call(lambda: wf.MigrationWorkflow(self.parts, migration_id).run(),
+                              clock=self.clock, retry_on=(db_api.DatabaseError,),
+                              max_pause_s=30.0, stop=self._stopping, on_retry=resuming)
+        except wf.Interrupted:
+            LOG.info('migration %s: conductor stopping; its record stays as it is and '
+                     'the next start resumes it', migration_id[:8])
+        except db_api.DatabaseError:
+            LOG.info('migration %s: conductor stopping while the database fails; the next '
+                     'start resumes it', migration_id[:8])
+        return None
 
     def recover(self) -> list[str]:
         """Resume every unfinished migration (called once at start)."""
@@ -247,7 +115,7 @@ class ConductorManager:
                      rec['status'])
             self.start_workflow(rec['id'])
             resumed.append(rec['id'])
-        for drain in self.db.list_drains('running'):
+        for drain in self.db.list_drains(DrainStatus.RUNNING):
             LOG.info('resuming %s %s', drain['kind'], drain['id'][:8])
             self.start_executor(drain['id'])
             resumed.append(drain['id'])
@@ -275,7 +143,7 @@ class ConductorManager:
             LOG.warning('host report dropped: %s', exc)
             return
         try:
-            self.db.report_host(state['name'], state, time.time())
+            self.db.report_host(state['name'], state, self.clock.time())
         except db_api.DatabaseError as exc:
             self._cast_not_stored('host report', exc)
 
@@ -283,7 +151,7 @@ class ConductorManager:
         """A cast the database would not take (full or read-only disk):
         one warning line every 30 s with a count, not an ERROR traceback
         per report (three hosts reporting every 2 s flooded the log)."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         self._lost_casts += 1
         if now - self._lost_warned >= 30.0:
             LOG.warning('%s not stored (%d casts lost since the last warning): %s',
@@ -304,7 +172,7 @@ class ConductorManager:
         except (InvalidInput, NotFound) as exc:
             LOG.warning('%s dropped: %s', what, exc)
             return None
-        if rec['status'] in db_api.FINAL_STATUSES:
+        if rec['status'] in FINAL_MIGRATION_STATUSES:
             LOG.debug('%s for ended migration %s ignored', what, migration_id[:8])
             return None
         return rec, payload
@@ -315,7 +183,7 @@ class ConductorManager:
             return
         rec, progress = found
         migration_id = rec['id']
-        waiter = self.waiter(migration_id)
+        waiter = self.parts.waiters.get(migration_id)
         waiter.heard()
         step_id = (rec.get('progress') or {}).get('step_id')
         data = dict(progress)
@@ -329,12 +197,12 @@ class ConductorManager:
                 waiter.phase = phase
         except db_api.DatabaseError as exc:
             self._cast_not_stored('migration progress', exc)
-        self.notify('progress', rec, {'progress': progress})
+        self.parts.notifications.notify('progress', rec, {'progress': progress})
 
     def migration_finished(self, ctxt, migration_id: str, result: dict) -> None:
         found = self._agent_cast('migration_finished', migration_id, v.result, result)
         if found is not None:
-            self.waiter(found[0]['id']).finish(found[1])
+            self.parts.waiters.get(found[0]['id']).finish(found[1])
 
     # -- RPC: for clients -----------------------------------------------------
     def select_destinations(self, ctxt, instance: str, policy: Optional[dict] = None,
@@ -362,7 +230,7 @@ class ConductorManager:
 
     def start_migration(self, instance: str, dest: Optional[str], policy: Optional[dict],
                         drain_id: Optional[str] = None) -> dict:
-        policy_obj = v.policy(policy)
+        policy_dict = v.policy_dict(policy)
         inventory, _ = self.snapshot()
         inst = inventory.instances.get(instance)
         if inst is None:
@@ -372,7 +240,7 @@ class ConductorManager:
                 raise NotFound(f'unknown host "{dest}"')
             if dest == inst.host:
                 raise KvmplaceError(f'instance "{instance}" already runs on "{dest}"')
-        rec = self.db.create_migration(instance, inst.host, dest, policy_obj.to_dict(),
+        rec = self.db.create_migration(instance, inst.host, dest, policy_dict,
                                        drain_id=drain_id, conductor=self.conf.conductor.host,
                                        instance_uuid=inst.uuid)
         self.start_workflow(rec['id'])
@@ -390,7 +258,7 @@ class ConductorManager:
 
     def abort_migration(self, ctxt, migration_id: str) -> dict:
         rec = self.db.get_migration(v.ident('migration_id', migration_id), steps=False)
-        if rec['status'] in db_api.FINAL_STATUSES:
+        if rec['status'] in FINAL_MIGRATION_STATUSES:
             raise KvmplaceError(f'migration {rec["id"]} already ended ({rec["status"]})')
         self.db.update_migration(rec['id'], abort_requested=True)
         self.db.add_step(rec['id'], 'abort_requested', None, finished=True)
@@ -399,7 +267,7 @@ class ConductorManager:
     # -- drains and rebalancing ----------------------------------------------
     def start_executor(self, drain_id: str) -> None:
         from kvmplace.conductor import drain as drain_exec
-        executor = drain_exec.DrainExecutor(self, drain_id)
+        executor = drain_exec.DrainExecutor(self, drain_id, clock=self.clock)
         self._executors[drain_id] = executor
         threading.Thread(target=executor.run, name=f'drain-{drain_id[:8]}',
                          daemon=True).start()
@@ -410,7 +278,8 @@ class ConductorManager:
         dry_run = v.boolean('dry_run', dry_run)
         row = self.db.get_host(host)
         if not dry_run and row.get('maintenance'):
-            running = [d for d in self.db.list_drains('running') if d['host'] == host]
+            running = [d for d in self.db.list_drains(DrainStatus.RUNNING)
+                       if d['host'] == host]
             if running:
                 raise KvmplaceError(f'host "{host}" is already draining (drain '
                                     f'{running[0]["id"]})')
@@ -428,11 +297,11 @@ class ConductorManager:
         return record
 
     def list_drains(self, ctxt, status: Optional[str] = None) -> list[dict]:
-        return self.db.list_drains(v.status('status', status, v.DRAIN_STATUSES)
+        return self.db.list_drains(v.drain_status('status', status)
                                    if status is not None else None)
 
     def list_hosts(self, ctxt) -> list[dict]:
-        now = time.time()
+        now = self.clock.time()
         out = []
         for row in self.db.list_hosts():
             out.append(_host_summary(row, now, self.conf.scheduler.host_down_seconds))
@@ -440,7 +309,7 @@ class ConductorManager:
 
     def get_host(self, ctxt, host: str) -> dict:
         row = self.db.get_host(v.name('host', host))
-        summary = _host_summary(row, time.time(), self.conf.scheduler.host_down_seconds)
+        summary = _host_summary(row, self.clock.time(), self.conf.scheduler.host_down_seconds)
         summary['state'] = row['state']
         return summary
 

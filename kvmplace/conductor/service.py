@@ -10,6 +10,7 @@ from oslo_log import log as logging
 from kvmplace import rpc
 from kvmplace.agent import rpcapi as agent_rpcapi
 from kvmplace.cmd import service
+from kvmplace.conductor import endpoint as conductor_endpoint
 from kvmplace.conductor import manager as conductor_manager
 from kvmplace.conductor.db import api as db_api
 from kvmplace.exception import KvmplaceError
@@ -37,7 +38,8 @@ def run(conf) -> int:
     except KvmplaceError as exc:
         sys.stderr.write(f'kvmplace-conductor: error: {exc}\n')
         return 1
-    server = rpc.get_server(rpc.CONDUCTOR_TOPIC, conf.conductor.host, [manager])
+    server = rpc.get_server(rpc.CONDUCTOR_TOPIC, conf.conductor.host,
+                            [conductor_endpoint.ConductorEndpoint(manager)])
     server.start()
     LOG.info('kvmplace-conductor %s serving on topic %s', conf.conductor.host,
              rpc.CONDUCTOR_TOPIC)

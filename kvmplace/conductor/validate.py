@@ -4,6 +4,10 @@ RPC arguments come from other processes (the CLI, a cloud scheduler, the
 agents); each is checked for type and range before it touches the
 database or a workflow, and a bad one raises InvalidInput naming the
 argument, which oslo.messaging re-raises at the caller.
+
+The checks the agent makes too (names, numbers, the policy) are
+kvmplace.validation's, shared; this module adds the conductor's own: the
+agents' reports and casts, migration ids, statuses.
 """
 from __future__ import annotations
 
@@ -13,24 +17,18 @@ import uuid as uuidlib
 from typing import Any, Optional
 
 from kvmplace import objects
-from kvmplace.conductor.db.api import ACTIVE_STATUSES, FINAL_STATUSES
+from kvmplace import validation as shared
 from kvmplace.exception import InvalidInput
+from kvmplace.status import ACTIVE_FILTER, DrainStatus, MigrationStatus
 
-# Matched with fullmatch: ``$`` would also accept a trailing newline.
-_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._:@+-]{0,254}')
 _IDENT = re.compile(r'[0-9a-fA-F-]{4,36}')
-DRAIN_STATUSES = ('running', 'completed', 'failed', 'aborted')
 #: Numbers no real host, guest or migration comes near (2**53: exact in JSON).
 _BIG = float(2 ** 53)
-_POLICY_KEYS = {'max_downtime_ms', 'bandwidth_cap_mibps', 'allow_auto_converge',
-                'allow_post_copy'}
 
-
-def name(field: str, value: Any) -> str:
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise InvalidInput(field, f'must be a host or guest name (letters, digits, ._:@+-), '
-                           f'not {_show(value)}')
-    return value
+name = shared.name
+integer = shared.integer
+boolean = shared.boolean
+_show = shared.show
 
 
 def names(field: str, value: Any) -> list[str]:
@@ -56,61 +54,32 @@ def ident(field: str, value: Any) -> str:
     return value.lower()
 
 
-def status(field: str, value: Any, allowed: Optional[tuple] = None) -> str:
-    """One of the migration statuses (or ``active``), or of ``allowed``."""
-    allowed = set(allowed or (*ACTIVE_STATUSES, *FINAL_STATUSES, 'active'))
-    if not isinstance(value, str) or value not in allowed:
-        raise InvalidInput(field, f'must be one of {", ".join(sorted(allowed))}, '
-                           f'not {_show(value)}')
-    return value
+def status(field: str, value: Any) -> str:
+    """A migration status, or ``active`` (every unfinished one)."""
+    return shared.choice(field, value, (*MigrationStatus, ACTIVE_FILTER))
 
 
-def integer(field: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise InvalidInput(field, f'must be a whole number from {lo} to {hi}, not {_show(value)}')
-    return value
+def drain_status(field: str, value: Any) -> str:
+    return shared.choice(field, value, tuple(DrainStatus))
 
 
 def number(field: str, value: Any, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value) or not lo < value <= hi:
-        raise InvalidInput(field, f'must be a number above {lo:g} and at most {hi:g}, '
-                           f'not {_show(value)}')
-    return float(value)
+    """A number above ``lo`` (excluded) up to ``hi``: a ratio such as the
+    rebalance threshold, where ``lo`` itself means nothing to do."""
+    return shared.number(field, value, lo, hi, above=True)
 
 
-def policy(value: Optional[dict]) -> objects.Policy:
-    if value is None:
-        return objects.Policy()
+def policy_dict(value: Any) -> dict:
+    """The policy as it is stored and sent to the agent: every key of
+    kvmplace.validation.POLICY_SCHEMA the request set."""
     if isinstance(value, objects.Policy):
         value = value.to_dict()
-    if not isinstance(value, dict):
-        raise InvalidInput('policy', f'must be an object, not {_show(value)}')
-    for key in value:
-        if key not in _POLICY_KEYS:
-            raise InvalidInput(f'policy.{key}', 'unknown policy field')
-    out = objects.Policy()
-    if value.get('max_downtime_ms') is not None:
-        out.max_downtime_ms = integer('policy.max_downtime_ms', value['max_downtime_ms'],
-                                      1, 600000)
-    if value.get('bandwidth_cap_mibps') is not None:
-        out.bandwidth_cap_mibps = number('policy.bandwidth_cap_mibps',
-                                         value['bandwidth_cap_mibps'], 0, 1e6)
-    for key in ('allow_auto_converge', 'allow_post_copy'):
-        if value.get(key) is not None:
-            if not isinstance(value[key], bool):
-                raise InvalidInput(f'policy.{key}', f'must be true or false, not '
-                                   f'{_show(value[key])}')
-            setattr(out, key, value[key])
-    return out
+    return shared.policy('policy', value)
 
 
-def boolean(field: str, value: Any) -> bool:
-    """A real true/false: ``bool("no")`` is True, and a malformed
-    ``dry_run`` must not turn into a real drain."""
-    if not isinstance(value, bool):
-        raise InvalidInput(field, f'must be true or false, not {_show(value)}')
-    return value
+def policy(value: Any) -> objects.Policy:
+    """The policy as the scheduler reads it (the keys it models)."""
+    return objects.Policy.from_dict(policy_dict(value))
 
 
 def text(field: str, value: Any, max_len: int = 255) -> Optional[str]:
@@ -203,7 +172,7 @@ def host_state(value: Any) -> dict:
         clean_nodes.append(node)
         _num(f'{at}.id', node.get('id'), hi=4095, whole=True, optional=False)
         try:
-            objects.parse_cpu_list(node.get('cpus'))
+            objects.parse_cpu_list(node.get('cpus'))  # type: ignore[arg-type]  # checks it
         except ValueError as exc:
             raise InvalidInput(f'{at}.cpus', str(exc)) from None
         for key in ('memory_mib', 'free_memory_mib', 'bandwidth_mibps', 'baseline_mibps'):
@@ -273,8 +242,3 @@ def result(value: Any) -> dict:
 
 def _bad(field: str, value: Any):
     raise InvalidInput(field, f'must be a UUID, not {_show(value)}')
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + '...'

@@ -20,17 +20,33 @@ back to). The copy itself is libvirt's peer-to-peer job and survives the
 source agent; a restarted agent only knows that libvirt runs a job, which
 is taken to be this migration's. How long to keep asking:
 [conductor] answer_timeout_seconds.
+
+The workflow gets what it works with explicitly (:class:`Collaborators`,
+as Nova's conductor tasks do), not the RPC manager, and resumes a record
+through a table from its status to its handler (:data:`RESUME`).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from kvmplace import objects
 from kvmplace.conductor import admission as adm
+from kvmplace.conductor import clock as clock_mod
+from kvmplace.conductor import retry
+from kvmplace.conductor.db import api as db_api
+from kvmplace.conductor.learning import Learner
+from kvmplace.conductor.locator import Locator
+from kvmplace.conductor.notifications import Notifications
+from kvmplace.conductor.snapshots import Snapshots
 from kvmplace.exception import KvmplaceError, NoValidHost
+from kvmplace.status import BEFORE_COPY_STATUSES, JobOutcome, MigrationStatus as MS, StepStatus
+
+#: Guest states (libvirt's, as the agents report them) in which it runs.
+_GUEST_RUNNING = 'running'
+_GUEST_ALIVE = (_GUEST_RUNNING, 'paused')
 
 LOG = logging.getLogger(__name__)
 
@@ -53,14 +69,15 @@ class Interrupted(Exception):
 class Waiter:
     """Where the agent's progress and result casts meet the workflow thread."""
 
-    def __init__(self):
+    def __init__(self, clock: clock_mod.Clock = clock_mod.REAL):
+        self.clock = clock
         self.event = threading.Event()
         self.result: Optional[dict] = None
-        self.last_heard = time.monotonic()
+        self.last_heard = clock.monotonic()
         self.phase: Optional[str] = None
 
     def heard(self) -> None:
-        self.last_heard = time.monotonic()
+        self.last_heard = self.clock.monotonic()
 
     def finish(self, result: dict) -> None:
         self.result = result
@@ -68,14 +85,51 @@ class Waiter:
         self.event.set()
 
 
+class Waiters:
+    """One Waiter per migration being watched, shared by the RPC threads
+    (agent casts) and the workflow threads."""
+
+    def __init__(self, clock: clock_mod.Clock = clock_mod.REAL):
+        self.clock = clock
+        self._waiters: dict[str, Waiter] = {}
+        self._lock = threading.Lock()
+
+    def get(self, migration_id: str) -> Waiter:
+        with self._lock:
+            return self._waiters.setdefault(migration_id, Waiter(self.clock))
+
+    def forget(self, migration_id: str) -> None:
+        with self._lock:
+            self._waiters.pop(migration_id, None)
+
+
+@dataclasses.dataclass
+class Collaborators:
+    """Everything a workflow works with, handed in explicitly."""
+
+    conf: Any
+    db: db_api.Database
+    agents: Any                     # kvmplace.agent.rpcapi.AgentAPI (or a fake)
+    scheduler: Any                  # kvmplace.scheduler.manager.SchedulerManager
+    admission: adm.Admission
+    snapshots: Snapshots
+    locator: Locator
+    learner: Learner
+    notifications: Notifications
+    waiters: Waiters
+    stopping: threading.Event      # set when the conductor stops
+    clock: clock_mod.Clock = clock_mod.REAL
+
+
 class MigrationWorkflow:
     """Drives one migration record to a final state."""
 
-    def __init__(self, ctx, migration_id: str):
-        self.ctx = ctx  # the ConductorManager: db, agents, scheduler, admission...
-        self.db = ctx.db
-        self.agents = ctx.agents
-        self.conf = ctx.conf
+    def __init__(self, parts: Collaborators, migration_id: str):
+        self.parts = parts
+        self.db = parts.db
+        self.agents = parts.agents
+        self.conf = parts.conf
+        self.clock = parts.clock
         self.mid = migration_id
         self.rpc_ctxt: dict = {}
 
@@ -103,74 +157,81 @@ class MigrationWorkflow:
         try:
             result = fn()
         except Exception as exc:
-            self.db.finish_step(sid, 'failed', message=_reason(exc))
+            self.db.finish_step(sid, StepStatus.FAILED, message=_reason(exc))
             if tolerate:
                 LOG.warning('migration %s: %s on %s failed: %s', self.mid[:8], name, host,
                             _reason(exc))
                 return None
             raise
-        status = 'ok'
+        status = StepStatus.OK
         message = None
         if isinstance(result, dict) and result.get('ok') is False:
-            status, message = 'refused', result.get('reason')
+            status, message = StepStatus.REFUSED, result.get('reason')
         self.db.finish_step(sid, status, message=message,
                             data=result if isinstance(result, dict) else None)
         return result
 
     def event(self, name: str, host: Optional[str] = None, message: Optional[str] = None,
-              data: Optional[dict] = None, status: str = 'ok') -> None:
+              data: Optional[dict] = None, status: str = StepStatus.OK) -> None:
         self.db.add_step(self.mid, name, host, status=status, message=message, data=data,
                          finished=True)
 
     # -- entry ----------------------------------------------------------------
     def run(self) -> dict:
-        """Drive the record from wherever it stands to a final status."""
+        """Drive the record from wherever it stands to a final status: the
+        handler for its status (:data:`RESUME`) takes it from there."""
         try:
             rec = self.record()
-            status = rec['status']
-            if status in ('queued', 'scheduling', 'prechecking', 'pinning'):
-                if status != 'queued':
-                    self._undo_pin(rec)
-                    self.event('recovered', message=f'conductor restarted during {status}; '
-                               'starting over')
-                self._from_start()
-            elif status == 'migrating':
-                self._resume_migrating(rec)
-            elif status == 'verifying':
-                self._verify(rec)
-            elif status in ('rolling-back', 'aborting'):
-                self._rollback(rec, rec.get('error') or 'interrupted rollback resumed')
+            RESUME[MS(rec['status'])](self, rec)
         except Interrupted:
             raise                       # the record stays for recovery: no outcome
         except Aborted:
             rec = self.record()
-            if rec['status'] in ('queued', 'scheduling', 'prechecking', 'pinning'):
+            if rec['status'] in BEFORE_COPY_STATUSES:
                 self._undo_pin(rec)
-                self.set(status='aborted', error='aborted by request before the migration '
+                self.set(status=MS.ABORTED, error='aborted by request before the migration '
                          'started')
             else:
                 self._rollback(rec, 'aborted by request')
         except Exception as exc:  # noqa: BLE001 - every failure ends in a record
-            LOG.exception('migration %s failed', self.mid[:8]) if not isinstance(
-                exc, KvmplaceError) else None
+            if not isinstance(exc, KvmplaceError):
+                LOG.exception('migration %s failed', self.mid[:8])
             rec = self.record()
-            if rec['status'] in ('migrating', 'verifying', 'rolling-back'):
+            if rec['status'] in (MS.MIGRATING, MS.VERIFYING, MS.ROLLING_BACK):
                 self._rollback(rec, _reason(exc))
             else:
                 self._undo_pin(rec)
-                self.set(status='failed', error=_reason(exc))
+                self.set(status=MS.FAILED, error=_reason(exc))
         finally:
-            self.ctx.admission.release(self.mid)
-            self.ctx.forget_waiter(self.mid)
+            self.parts.admission.release(self.mid)
+            self.parts.waiters.forget(self.mid)
         final = self.db.get_migration(self.mid)
-        self.ctx.notify_final(final)
+        self.parts.notifications.final(final)
         return final
+
+    # -- resuming a record, by status (RESUME) --------------------------------
+    def _start(self, rec: dict) -> None:
+        self._from_start()
+
+    def _restart(self, rec: dict) -> None:
+        """Interrupted before the copy (conductor restart): undo the
+        pinning and start over."""
+        self._undo_pin(rec)
+        self.event('recovered', message=f"conductor restarted during {rec['status']}; "
+                   'starting over')
+        self._from_start()
+
+    def _resume_rollback(self, rec: dict) -> None:
+        self._rollback(rec, rec.get('error') or 'interrupted rollback resumed')
+
+    def _ended(self, rec: dict) -> None:
+        """A final record: nothing to do (a second start of the same id)."""
 
     # -- forward path ---------------------------------------------------------
     def _from_start(self) -> None:
         self.check_abort()
-        rec = self.set(status='scheduling')
-        inventory, topology = self.ctx.snapshot(exclude_migration=self.mid)
+        rec = self.set(status=MS.SCHEDULING)
+        inventory, topology = self.parts.snapshots.snapshot(exclude_migration=self.mid)
         instance = inventory.instances.get(rec['instance'])
         if instance is None:
             raise KvmplaceError(f'instance "{rec["instance"]}" is not running on any '
@@ -182,18 +243,19 @@ class MigrationWorkflow:
             instance=instance.name, policy=policy,
             force_hosts=[rec['requested_dest']] if rec.get('requested_dest') else [])
         ranking = self.step('schedule', None, lambda: _summary(
-            self.ctx.scheduler.select(inventory, request, topology)))
+            self.parts.scheduler.select(inventory, request, topology)))
         if not ranking['ranked']:
             reasons = '; '.join(f"{r['host']}: {r['reason']}" for r in ranking['rejected']
                                 if r['filter'] != 'not_source')
             raise NoValidHost(f'no valid host for {instance.name}: {reasons or "no hosts"}')
         source_host = inventory.hosts[instance.host]
-        guest = self.ctx.guest_state(instance.host, instance.name) or instance.to_dict()
+        guest = self.parts.locator.guest_state(instance.host, instance.name) or \
+            instance.to_dict()
         chosen = None
         attempts = []
         for cand in ranking['ranked'][:self.conf.conductor.max_attempts]:
             self.check_abort()
-            self.set(status='prechecking', dest=cand['host'])
+            self.set(status=MS.PRECHECKING, dest=cand['host'])
             answer = self.step('check_destination', cand['host'], lambda c=cand: _safe_call(
                 lambda: self.agents.check_destination(
                     self.rpc_ctxt, c['host'], instance=guest,
@@ -209,7 +271,7 @@ class MigrationWorkflow:
                 f"{a['host']}: {a['reason']}" for a in attempts))
         cand, answer = chosen
         # What the estimate was made from, so that the finished migration
-        # can be compared with it (learning, ConductorManager.learn).
+        # can be compared with it (learning.Learner.learn).
         estimate = dict(cand['estimate'], inputs={
             'memory_mib': instance.memory_mib, 'dirty_rate_mibps': instance.dirty_rate_mibps,
             'disk_mib': instance.disk_mib})
@@ -221,16 +283,16 @@ class MigrationWorkflow:
                         float(min(cap, estimate['bandwidth_mibps']) if cap
                               else estimate['bandwidth_mibps']),
                         planned=bool(rec.get('drain_id')))
-        if self.ctx.admission.try_acquire(slot) is not None:
-            sid = self.db.add_step(self.mid, 'admission', None, status='waiting')
-            ok = self.ctx.admission.acquire(
+        if self.parts.admission.try_acquire(slot) is not None:
+            sid = self.db.add_step(self.mid, 'admission', None, status=StepStatus.WAITING)
+            ok = self.parts.admission.acquire(
                 slot, cancelled=self.abort_requested,
-                on_wait=lambda r: self.db.finish_step(sid, 'waiting', message=r))
-            self.db.finish_step(sid, 'ok' if ok else 'cancelled')
+                on_wait=lambda r: self.db.finish_step(sid, StepStatus.WAITING, message=r))
+            self.db.finish_step(sid, StepStatus.OK if ok else StepStatus.CANCELLED)
             if not ok:
                 raise Aborted()
         self.check_abort()
-        self.set(status='pinning')
+        self.set(status=MS.PINNING)
         want_node = (estimate.get('pre_pin') or {}).get('node')
         try:
             pin = self.step('pre_pin', instance.host, lambda: self.agents.pre_pin(
@@ -253,8 +315,8 @@ class MigrationWorkflow:
         self._migrate(self.record(), answer)
 
     def _migrate(self, rec: dict, answer: dict) -> None:
-        waiter = self.ctx.waiter(self.mid)
-        self.set(status='migrating')
+        waiter = self.parts.waiters.get(self.mid)
+        self.set(status=MS.MIGRATING)
         policy = dict(rec.get('policy') or {})
         sid = self.db.add_step(self.mid, 'migrate', rec['source'])
         self.set(progress={'step_id': sid, 'phase': 'setup'})
@@ -266,28 +328,29 @@ class MigrationWorkflow:
                                 dest_cpus=rec.get('dest_cpus'), policy=policy)
         except KvmplaceError as exc:
             # The agent answered: it refused, nothing started.
-            self.db.finish_step(sid, 'failed', message=_reason(exc))
+            self.db.finish_step(sid, StepStatus.FAILED, message=_reason(exc))
             raise
         except Exception as exc:  # noqa: BLE001 - no answer (timeout, broker away)
             # The request may have arrived and the copy started; only the
             # answer is missing. Ask the agent, as after a conductor
             # restart, rather than abort a copy that may be running.
             self.event('no_answer', rec['source'], message=f'migrate: {_reason(exc)}; asking '
-                       'the source agent what runs', status='failed')
+                       'the source agent what runs', status=StepStatus.FAILED)
             self._wait_and_finish(sid, waiter, resumed=True)
             return
-        self.ctx.notify('start', self.record())
+        self.parts.notifications.notify('start', self.record())
         self._wait_and_finish(sid, waiter)
 
     def _wait_and_finish(self, sid: int, waiter: Waiter, resumed: bool = False) -> None:
         result = self._wait(waiter, resumed)
         status = result.get('status')
         self.set(result=result)
-        if status == 'completed':
-            self.db.finish_step(sid, 'ok', data=result)
+        if status == JobOutcome.COMPLETED:
+            self.db.finish_step(sid, StepStatus.OK, data=result)
             self._verify(self.record())
             return
-        self.db.finish_step(sid, 'failed', message=result.get('error') or status, data=result)
+        self.db.finish_step(sid, StepStatus.FAILED, message=result.get('error') or status,
+                            data=result)
         rec = self.record()
         reason = 'aborted by request' if rec['abort_requested'] else \
             f"migration {status}: {result.get('error') or 'no reason given'}"
@@ -308,9 +371,9 @@ class MigrationWorkflow:
         abort_sent = False
         first = resumed
         while True:
-            if waiter.event.wait(0 if first else interval):
-                return waiter.result or {'status': 'failed', 'error': 'empty result'}
-            if self.ctx.stopping():
+            if self.clock.wait(waiter.event, 0 if first else interval):
+                return waiter.result or {'status': JobOutcome.FAILED, 'error': 'empty result'}
+            if self.parts.stopping.is_set():
                 raise Interrupted()
             if not abort_sent and self.abort_requested():
                 abort_sent = True
@@ -318,18 +381,19 @@ class MigrationWorkflow:
                 _safe_call(lambda: self.agents.abort(self.rpc_ctxt, rec['source'],
                                                      instance=rec['instance']))
             first = False
-            silent = time.monotonic() - waiter.last_heard
+            silent = self.clock.monotonic() - waiter.last_heard
             if silent >= quiet_after:
                 job = _safe_call(lambda: self.agents.get_job(
                     self.rpc_ctxt, rec['source'], instance=rec['instance']))
                 if job.get('ok') is False:
                     # The source agent does not answer (dead, restarting).
                     if silent >= self.conf.conductor.migration_timeout_seconds:
-                        return {'status': 'failed', 'error': f'no word from the source agent '
-                                f'for {silent:.0f} s'}
-                    where = self.ctx.locate(rec['instance'], [rec['source'], rec['dest']])
-                    if where.get(rec['dest']) == 'running' and rec['source'] not in where:
-                        return {'status': 'completed', 'error': None,
+                        return {'status': JobOutcome.FAILED,
+                                'error': f'no word from the source agent for {silent:.0f} s'}
+                    where = self.parts.locator.locate(rec['instance'],
+                                                      [rec['source'], rec['dest']])
+                    if where.get(rec['dest']) == _GUEST_RUNNING and rec['source'] not in where:
+                        return {'status': JobOutcome.COMPLETED, 'error': None,
                                 'note': 'source agent silent; guest found on destination'}
                     continue
                 if job.get('active') and job.get('migration_id') in (self.mid, None):
@@ -345,17 +409,17 @@ class MigrationWorkflow:
                 if result and job.get('migration_id') == self.mid:
                     return result
                 # No job, no result: the agent restarted and lost the job.
-                where = self.ctx.locate(rec['instance'], [rec['source'], rec['dest']])
-                if where.get(rec['dest']) == 'running' and rec['source'] not in where:
-                    return {'status': 'completed', 'error': None,
+                where = self.parts.locator.locate(rec['instance'], [rec['source'], rec['dest']])
+                if where.get(rec['dest']) == _GUEST_RUNNING and rec['source'] not in where:
+                    return {'status': JobOutcome.COMPLETED, 'error': None,
                             'note': 'job result lost; guest found running on destination'}
                 if resumed or silent >= quiet_after * 2:
-                    return {'status': 'failed',
+                    return {'status': JobOutcome.FAILED,
                             'error': 'the source agent has no job for this migration'}
 
     def _resume_migrating(self, rec: dict) -> None:
         self.event('recovered', message='conductor restarted during migrate; resuming')
-        waiter = self.ctx.waiter(self.mid)
+        waiter = self.parts.waiters.get(self.mid)
         sid = (rec.get('progress') or {}).get('step_id')
         if sid is None:
             sid = self.db.add_step(self.mid, 'migrate', rec['source'])
@@ -379,65 +443,65 @@ class MigrationWorkflow:
         A destination that answers and finds something wrong (wrong CPUs,
         wrong UUID) fails at once, with what it found.
         """
-        self.set(status='verifying')
+        self.set(status=MS.VERIFYING)
         timeout = self.conf.conductor.answer_timeout_seconds
-        deadline = time.monotonic() + timeout
-        pause = 1.0
-        while True:
-            try:
-                answer = self.step('post_verify', rec['dest'], lambda: self.agents.post_verify(
+
+        def not_yet(exc: Any, pause_s: float) -> None:
+            LOG.warning('migration %s: cannot verify on %s yet (%s); asking again in %.0f s',
+                        self.mid[:8], rec['dest'], _reason(exc), pause_s)
+
+        try:
+            answer = retry.call(
+                lambda: self.step('post_verify', rec['dest'], lambda: self.agents.post_verify(
                     self.rpc_ctxt, rec['dest'], instance=rec['instance'],
                     uuid=rec.get('instance_uuid') or '', memory_mib=int(
                         self._guest_field(rec, 'memory_mib') or 0),
                     vcpus=int(self._guest_field(rec, 'vcpus') or 0),
-                    cpus=rec.get('dest_cpus')))
-                break
-            except Exception as exc:  # noqa: BLE001 - the destination could not be asked
-                why = _reason(exc)
-            if time.monotonic() + pause > deadline:
-                self.set(status='failed', error=(
-                    f"the guest was handed over to {rec['dest']} (the copy completed) but "
-                    f"could not be verified there for {timeout} s: {why}"))
-                return
-            LOG.warning('migration %s: cannot verify on %s yet (%s); asking again in %.0f s',
-                        self.mid[:8], rec['dest'], why, pause)
-            time.sleep(pause)
-            pause = min(2 * pause, 15.0)
+                    cpus=rec.get('dest_cpus'))),
+                clock=self.clock, retry_on=(Exception,), timeout_s=timeout, on_retry=not_yet)
+        except db_api.DatabaseError:
+            raise                       # not the destination's fault: the drive resumes it
+        except Exception as exc:  # noqa: BLE001 - the destination could not be asked
+            self.set(status=MS.FAILED, error=(
+                f"the guest was handed over to {rec['dest']} (the copy completed) but "
+                f"could not be verified there for {timeout} s: {_reason(exc)}"))
+            return
         if not isinstance(answer, dict) or not answer.get('ok'):
-            self.set(status='failed', error=f"post_verify on {rec['dest']}: "
+            self.set(status=MS.FAILED, error=f"post_verify on {rec['dest']}: "
                      f"{(answer or {}).get('reason') if isinstance(answer, dict) else answer}")
             return
         # Learn before the record turns final, so that whoever waits for
         # the final status also sees what this migration taught.
         verified = self.record()
-        learned = self.ctx.learn(verified)
+        learned = self.parts.learner.learn(verified)
         if learned:
             self.event('learn', message=f"{verified['source']} -> {verified['dest']}: "
                        f"observed {learned['observed_mibps']:.1f} MiB/s, path now "
                        f"{learned['mibps']:.1f} MiB/s ({learned['samples']} migrations), "
                        f"predictions use {learned['used_mibps']:.1f} MiB/s",
                        data=learned)
-        self.set(status='completed', error=None)
+        self.set(status=MS.COMPLETED, error=None)
 
     def _guest_field(self, rec: dict, name: str):
         guest = (rec.get('result') or {}).get('guest') or {}
         if name in guest:
             return guest[name]
-        state = self.ctx.guest_state(rec['source'], rec['instance']) or \
-            self.ctx.guest_state(rec['dest'], rec['instance']) or {}
+        locator = self.parts.locator
+        state = locator.guest_state(rec['source'], rec['instance']) or \
+            locator.guest_state(rec['dest'], rec['instance']) or {}
         return state.get(name)
 
     # -- failure path ---------------------------------------------------------
     def _rollback(self, rec: dict, reason: str) -> None:
         """Leave the guest running on exactly one host, pinning restored."""
         aborted = bool(rec.get('abort_requested'))
-        self.set(status='rolling-back', error=reason)
+        self.set(status=MS.ROLLING_BACK, error=reason)
         sid = self.db.add_step(self.mid, 'rollback', rec['source'])
         # The facts come from the agents. One that does not answer (it is
         # restarting, the broker is away) is asked again for a while: a
         # record finished on "seen nowhere" could say 'failed' of a guest
         # whose copy then completes.
-        deadline = time.monotonic() + self.conf.conductor.answer_timeout_seconds
+        deadline = self.clock.monotonic() + self.conf.conductor.answer_timeout_seconds
         job = self._until_answered(deadline, lambda: self.agents.get_job(
             self.rpc_ctxt, rec['source'], instance=rec['instance']))
         if job.get('active'):
@@ -446,53 +510,47 @@ class MigrationWorkflow:
             self._wait_job_gone(rec)
         hosts = [h for h in (rec['source'], rec.get('dest')) if h]
         answered: set = set()
-        pause = 1.0
-        while True:
+
+        def locate() -> dict[str, str]:
             answered.clear()
-            where = self.ctx.locate(rec['instance'], hosts, answered=answered)
-            if answered >= set(hosts) or time.monotonic() + pause > deadline:
-                break
-            time.sleep(pause)
-            pause = min(2 * pause, 15.0)
+            return self.parts.locator.locate(rec['instance'], hosts, answered=answered)
+
+        where = retry.call(locate, clock=self.clock, done=lambda _: answered >= set(hosts),
+                           timeout_s=max(0.0, deadline - self.clock.monotonic()))
         dest = rec.get('dest')
-        if dest and where.get(dest) == 'running' and rec['source'] not in where:
+        if dest and where.get(dest) == _GUEST_RUNNING and rec['source'] not in where:
             # The switch-over happened after all: the guest lives on the
             # destination now. Finish forward instead of pretending.
-            self.db.finish_step(sid, 'ok', message='guest already runs on the destination; '
-                                'verifying instead of rolling back', data={'where': where})
+            self.db.finish_step(sid, StepStatus.OK, message='guest already runs on the '
+                                'destination; verifying instead of rolling back',
+                                data={'where': where})
             self._verify(self.record())
             return
         problems = [f'{h} did not answer: where the guest runs there is unknown'
                     for h in hosts if h not in answered]
-        if where.get(rec['source']) not in ('running', 'paused'):
+        if where.get(rec['source']) not in _GUEST_ALIVE:
             problems.append(f'guest not found running on the source (seen: {where or "nowhere"})')
         if dest and dest in where and rec['source'] in where:
             problems.append(f'guest also present on {dest} ({where[dest]})')
         self._undo_pin(rec)
-        self.db.finish_step(sid, 'ok' if not problems else 'failed',
+        self.db.finish_step(sid, StepStatus.OK if not problems else StepStatus.FAILED,
                             message='; '.join(problems) or None, data={'where': where})
         final_reason = reason + (' | ' + '; '.join(problems) if problems else '')
-        self.set(status='aborted' if aborted else 'failed', error=final_reason)
+        self.set(status=MS.ABORTED if aborted else MS.FAILED, error=final_reason)
 
-    def _until_answered(self, deadline: float, fn) -> dict:
+    def _until_answered(self, deadline: float, fn: Callable[[], Any]) -> dict:
         """``fn``'s answer; while it fails (no answer), asked again with a
         growing pause until ``deadline``; then the failure (``ok: False``)."""
-        pause = 1.0
-        while True:
-            answer = _safe_call(fn)
-            if answer.get('ok') is not False or time.monotonic() + pause > deadline:
-                return answer
-            time.sleep(pause)
-            pause = min(2 * pause, 15.0)
+        return retry.call(lambda: _safe_call(fn), clock=self.clock,
+                          done=lambda answer: answer.get('ok') is not False,
+                          timeout_s=max(0.0, deadline - self.clock.monotonic()))
 
-    def _wait_job_gone(self, rec: dict, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = _safe_call(lambda: self.agents.get_job(self.rpc_ctxt, rec['source'],
-                                                         instance=rec['instance']))
-            if not job.get('active'):
-                return
-            time.sleep(0.5)
+    def _wait_job_gone(self, rec: dict, timeout_s: float = 30.0) -> None:
+        """Poll the source every 0.5 s until its (aborted) job is gone."""
+        retry.call(lambda: _safe_call(lambda: self.agents.get_job(
+            self.rpc_ctxt, rec['source'], instance=rec['instance'])),
+            clock=self.clock, done=lambda job: not job.get('active'), timeout_s=timeout_s,
+            pause_s=0.5, factor=1.0)
 
     def _undo_pin(self, rec: dict) -> None:
         pin = rec.get('pin') or {}
@@ -502,6 +560,21 @@ class MigrationWorkflow:
         self.step('restore_pin', rec['source'], lambda: self.agents.restore_pin(
             self.rpc_ctxt, rec['source'], instance=rec['instance'], cpus=previous),
             tolerate=True)
+
+
+#: How a record is picked up, by its status: the workflow's entry points.
+RESUME: dict[MS, Callable[[MigrationWorkflow, dict], None]] = {
+    MS.QUEUED: MigrationWorkflow._start,
+    MS.SCHEDULING: MigrationWorkflow._restart,
+    MS.PRECHECKING: MigrationWorkflow._restart,
+    MS.PINNING: MigrationWorkflow._restart,
+    MS.MIGRATING: MigrationWorkflow._resume_migrating,
+    MS.VERIFYING: MigrationWorkflow._verify,
+    MS.ROLLING_BACK: MigrationWorkflow._resume_rollback,
+    MS.COMPLETED: MigrationWorkflow._ended,
+    MS.FAILED: MigrationWorkflow._ended,
+    MS.ABORTED: MigrationWorkflow._ended,
+}
 
 
 def _summary(selection: dict) -> dict:

@@ -16,6 +16,7 @@ GROUP = cfg.OptGroup(
          'bandwidth and guest dirty rates, and drives live migrations.')
 
 TIMEOUT_ACTIONS = ('abort', 'post-copy')
+NON_SHARED_DISK_MODES = ('full', 'incremental')
 
 OPTS = [
     cfg.StrOpt(
@@ -150,7 +151,7 @@ OPTS = [
              'switches to post-copy when the policy allows it (else '
              'aborts).'),
     cfg.StrOpt(
-        'non_shared_disk_mode', default='full', choices=('full', 'incremental'),
+        'non_shared_disk_mode', default='full', choices=NON_SHARED_DISK_MODES,
         help='How local disks are copied when storage is not shared: '
              '"full" (VIR_MIGRATE_NON_SHARED_DISK) or "incremental" '
              '(VIR_MIGRATE_NON_SHARED_INC, needs the same backing file on '

@@ -25,10 +25,12 @@ from sqlalchemy import event, exc as sa_exc, orm
 from kvmplace import objects
 from kvmplace.conductor.db import models
 from kvmplace.exception import DatabaseError, KvmplaceError, NotFound
+from kvmplace.status import (ACTIVE_FILTER, ACTIVE_MIGRATION_STATUSES, FINAL_DRAIN_STATUSES,
+                             FINAL_MIGRATION_STATUSES, DrainStatus, MigrationStatus, StepStatus)
 
-ACTIVE_STATUSES = ('queued', 'scheduling', 'prechecking', 'pinning', 'migrating',
-                   'verifying', 'rolling-back', 'aborting')
-FINAL_STATUSES = ('completed', 'failed', 'aborted', 'rolled-back')
+#: Kept for callers of the database layer; kvmplace.status is the source.
+ACTIVE_STATUSES = ACTIVE_MIGRATION_STATUSES
+FINAL_STATUSES = FINAL_MIGRATION_STATUSES
 
 
 def _redact(url: str) -> str:
@@ -207,7 +209,7 @@ class Database:
 
         return self._insert_unless_taken(refuse_active, lambda: models.MigrationRecord(
             id=str(uuidlib.uuid4()), instance=instance, source=source,
-            requested_dest=requested_dest, status='queued', policy=policy,
+            requested_dest=requested_dest, status=MigrationStatus.QUEUED.value, policy=policy,
             drain_id=drain_id, conductor=conductor, attempts=[],
             instance_uuid=instance_uuid))
 
@@ -241,10 +243,10 @@ class Database:
             if row is None:
                 raise NotFound(f'unknown migration "{migration_id}"')
             for key, value in fields.items():
-                setattr(row, key, value)
+                setattr(row, key, str(value) if key == 'status' else value)
             if fields.get('status') in FINAL_STATUSES and row.finished_at is None:
                 row.finished_at = models.utcnow()
-            if fields.get('status') == 'migrating' and row.started_at is None:
+            if fields.get('status') == MigrationStatus.MIGRATING and row.started_at is None:
                 row.started_at = models.utcnow()
             s.flush()
             return models.to_dict(row)
@@ -269,7 +271,7 @@ class Database:
                         drain_id: Optional[str] = None, limit: int = 100) -> list[dict]:
         with self.session() as s:
             q = sa.select(models.MigrationRecord)
-            if status == 'active':
+            if status == ACTIVE_FILTER:
                 q = q.where(models.MigrationRecord.status.in_(ACTIVE_STATUSES))
             elif status:
                 q = q.where(models.MigrationRecord.status == status)
@@ -281,16 +283,16 @@ class Database:
             return [models.to_dict(r) for r in s.scalars(q)]
 
     def unfinished_migrations(self) -> list[dict]:
-        return self.list_migrations(status='active', limit=100000)
+        return self.list_migrations(status=ACTIVE_FILTER, limit=100000)
 
     def add_step(self, migration_id: str, name: str, host: Optional[str] = None,
-                 status: str = 'running', message: Optional[str] = None,
+                 status: str = StepStatus.RUNNING, message: Optional[str] = None,
                  data: Optional[dict] = None, finished: bool = False) -> int:
         with self.session() as s:
             seq = s.scalar(sa.select(sa.func.count()).select_from(models.StepRecord).where(
                 models.StepRecord.migration_id == migration_id)) or 0
             row = models.StepRecord(migration_id=migration_id, seq=seq, name=name, host=host,
-                                    status=status, message=message, data=data)
+                                    status=str(status), message=message, data=data)
             if finished:
                 row.finished_at = row.started_at = models.utcnow()
             s.add(row)
@@ -303,7 +305,7 @@ class Database:
             row = s.get(models.StepRecord, step_id)
             if row is None:
                 return
-            row.status = status
+            row.status = str(status)
             row.finished_at = models.utcnow()
             if message is not None:
                 row.message = message
@@ -396,7 +398,7 @@ class Database:
 
     # -- drains ---------------------------------------------------------------
     def create_drain(self, kind: str, host: Optional[str], plan: dict,
-                     status: str = 'running') -> dict:
+                     status: str = DrainStatus.RUNNING) -> dict:
         """Record a drain or rebalance, refusing a second running drain of
         one host (from this conductor or, by the unique index of revision
         0003, from another on the same database)."""
@@ -405,12 +407,12 @@ class Database:
                 return
             running = s.scalar(sa.select(models.DrainRecord.id).where(
                 models.DrainRecord.host == host, models.DrainRecord.kind == 'drain',
-                models.DrainRecord.status == 'running'))
+                models.DrainRecord.status == DrainStatus.RUNNING.value))
             if running:
                 raise KvmplaceError(f'host "{host}" is already draining (drain {running})')
 
         return self._insert_unless_taken(refuse_running, lambda: models.DrainRecord(
-            id=str(uuidlib.uuid4()), kind=kind, host=host, status=status, plan=plan))
+            id=str(uuidlib.uuid4()), kind=kind, host=host, status=str(status), plan=plan))
 
     def update_drain(self, drain_id: str, **fields: Any) -> dict:
         with self.session() as s:
@@ -418,8 +420,8 @@ class Database:
             if row is None:
                 raise NotFound(f'unknown drain "{drain_id}"')
             for key, value in fields.items():
-                setattr(row, key, value)
-            if fields.get('status') in ('completed', 'failed', 'aborted') and not row.finished_at:
+                setattr(row, key, str(value) if key == 'status' else value)
+            if fields.get('status') in FINAL_DRAIN_STATUSES and not row.finished_at:
                 row.finished_at = models.utcnow()
             s.flush()
             return models.to_dict(row)

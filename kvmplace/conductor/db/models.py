@@ -9,8 +9,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Optional
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (JSON, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer,
+                        String, Text, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from kvmplace import status as st
+
+#: The partial indexes' and CHECK constraints' conditions, generated from
+#: kvmplace.status so that the schema says what the code sets (revision
+#: 0004 made the database match; a change of the enums needs a revision).
+ACTIVE_MIGRATION_WHERE = st.sql_in('status', st.ACTIVE_MIGRATION_STATUSES)
+MIGRATION_STATUS_CHECK = st.sql_in('status', tuple(st.MigrationStatus))
+DRAIN_STATUS_CHECK = st.sql_in('status', tuple(st.DrainStatus))
+RUNNING_DRAIN_WHERE = f"kind = 'drain' AND status = '{st.DrainStatus.RUNNING.value}'"
 
 
 def utcnow() -> dt.datetime:
@@ -37,12 +48,11 @@ class MigrationRecord(Base):
     __tablename__ = 'migrations'
     # One active migration per guest, enforced by the database so that it
     # holds for several conductors too (revision 0003, which says why).
-    __table_args__ = (Index(
-        'uq_migrations_active_instance', 'instance', unique=True,
-        sqlite_where=text("status IN ('queued', 'scheduling', 'prechecking', 'pinning', "
-                          "'migrating', 'verifying', 'rolling-back', 'aborting')"),
-        postgresql_where=text("status IN ('queued', 'scheduling', 'prechecking', 'pinning', "
-                              "'migrating', 'verifying', 'rolling-back', 'aborting')")),)
+    __table_args__ = (
+        Index('uq_migrations_active_instance', 'instance', unique=True,
+              sqlite_where=text(ACTIVE_MIGRATION_WHERE),
+              postgresql_where=text(ACTIVE_MIGRATION_WHERE)),
+        CheckConstraint(MIGRATION_STATUS_CHECK, name='ck_migrations_status'),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     instance: Mapped[str] = mapped_column(String(255), index=True)
@@ -93,10 +103,11 @@ class DrainRecord(Base):
     """A drain or rebalance: its plan and where it stands."""
     __tablename__ = 'drains'
     # One running drain per host (revision 0003).
-    __table_args__ = (Index(
-        'uq_drains_running_host', 'host', unique=True,
-        sqlite_where=text("kind = 'drain' AND status = 'running'"),
-        postgresql_where=text("kind = 'drain' AND status = 'running'")),)
+    __table_args__ = (
+        Index('uq_drains_running_host', 'host', unique=True,
+              sqlite_where=text(RUNNING_DRAIN_WHERE),
+              postgresql_where=text(RUNNING_DRAIN_WHERE)),
+        CheckConstraint(DRAIN_STATUS_CHECK, name='ck_drains_status'),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), default='drain')

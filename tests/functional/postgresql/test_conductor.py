@@ -79,3 +79,41 @@ def test_reports_and_calls_are_recorded_in_postgresql(conductor: rpcapi.Conducto
     with pytest.raises(NotFound) as err:  # rebuilt from the conductor's reply
         conductor.migrate({}, 'no-such-guest')
     assert 'unknown instance "no-such-guest"' in str(err.value).splitlines()[0]
+
+
+def test_only_rpc_methods_are_callable_and_refusals_leave_no_traceback(
+        conductor: rpcapi.ConductorAPI, tmp_path) -> None:
+    """Anyone on the bus is a client: internals of the conductor (learn,
+    which would poison the learned path rates, notify_final, locate,
+    start_migration, _drive...) are refused by the real process, and an
+    expected error (InvalidInput, NotFound) is the caller's: no traceback
+    in the conductor's log for it. (oslo.messaging itself logs a refused
+    unknown method as an ERROR with its traceback: a probe is worth a line.)"""
+    from oslo_messaging.rpc.dispatcher import NoSuchMethod
+    import oslo_messaging as messaging
+    from kvmplace.exception import InvalidInput
+    forged = {'id': '00000000-0000-4000-8000-000000000001', 'source': 'a', 'dest': 'b',
+              'policy': {}, 'estimate': {'inputs': {'memory_mib': 1024}},
+              'result': {'status': 'completed', 'elapsed_seconds': 900.0,
+                         'data_mib': 1024, 'memory_mib': 1024}}
+    for method, kwargs in (('learn', {'rec': forged}), ('notify_final', {'record': forged}),
+                           ('locate', {'instance': 'x', 'hosts': ['a']}),
+                           ('start_migration', {'instance': 'x', 'dest': None,
+                                                'policy': None}),
+                           ('_drive', {'migration_id': forged['id']}), ('stop', {})):
+        with pytest.raises((NoSuchMethod, messaging.RemoteError)) as err:
+            conductor.client.prepare(version='1.1').call({}, method, **kwargs)
+        kind = err.value.exc_type if isinstance(err.value, messaging.RemoteError) \
+            else type(err.value).__name__
+        assert kind == 'NoSuchMethod', (method, err.value)
+    assert conductor.list_path_rates({}) == []
+    assert conductor.list_hosts({}) == []            # still serving (stop was refused)
+    before = len((tmp_path / 'conductor.log').read_text())
+    with pytest.raises(InvalidInput) as bad:
+        conductor.list_migrations({}, status='aborting')
+    assert bad.value.field == 'status'
+    with pytest.raises(NotFound):
+        conductor.get_host({}, 'no-such-host')
+    assert conductor.list_hosts({}) == []            # the log has caught up
+    log = (tmp_path / 'conductor.log').read_text()[before:]
+    assert 'Traceback' not in log and ' ERROR ' not in log, log

@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 import time
 
+from kvmplace.conductor.clock import Clock
+
 
 class FakeCloud:
     """Guests on hosts, shared by every FakeAgent of one test."""
@@ -42,6 +44,8 @@ class FakeAgents:
         self.hang = hang
         self.dead = set(dead_hosts)
         self.calls: list[tuple] = []
+        #: the conductor's clock (tests.unit.conductor.test_workflow.make sets it)
+        self.clock: Clock = Clock()
         self.jobs: dict[str, dict] = {}
         self._stop: dict[str, threading.Event] = {}
 
@@ -136,3 +140,35 @@ class FakeAgents:
         if guest['host'] != host:
             return {'ok': False, 'reason': f'{instance} is not on {host}'}
         return {'ok': True, 'reason': None, 'affinity': self.cloud.pins[instance]}
+
+
+class FakeClock(Clock):
+    """Monotonic time that jumps: sleeps and timed-out waits advance it at
+    once, so the workflow's back-off (seconds to minutes of retries) and
+    polling take milliseconds. A wait still yields for a moment of real
+    time (``real_wait_s``), long enough for the fake agents' threads to
+    cast; wall-clock time (``time()``) stays real (report ages)."""
+
+    def __init__(self, real_wait_s: float = 0.005):
+        self.offset_s = 0.0
+        self.slept_s = 0.0
+        self.real_wait_s = real_wait_s
+        self._lock = threading.Lock()
+
+    def _advance(self, seconds: float) -> None:
+        with self._lock:
+            self.offset_s += max(0.0, seconds)
+            self.slept_s += max(0.0, seconds)
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset_s
+
+    def sleep(self, seconds: float) -> None:
+        self._advance(seconds)
+        time.sleep(0)
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        if event.wait(min(seconds, self.real_wait_s)):
+            return True
+        self._advance(seconds)
+        return event.is_set()

@@ -43,9 +43,7 @@ class RestartedSourceAgent(fakes.FakeAgents):
 
 def test_a_restarted_source_agent_does_not_make_the_conductor_give_up(conf, db, cloud):
     agents = RestartedSourceAgent(cloud, migrate_seconds=10.0)
-    mgr, _ = make(conf, db, cloud)
-    mgr.agents = agents
-    agents.conductor = mgr
+    mgr, _ = make(conf, db, cloud, agents=agents)
     rec = mgr.migrate({}, 'vm1', dest='h2')
     deadline = time.monotonic() + 10
     while 'vm1' not in agents.jobs:
@@ -77,9 +75,7 @@ class UnreachableDestination(fakes.FakeAgents):
 def _start(conf, db, cloud, timeout_s: int):
     conf.set_override('answer_timeout_seconds', timeout_s, group='conductor')
     agents = UnreachableDestination(cloud, migrate_seconds=0.2)
-    mgr, _ = make(conf, db, cloud)
-    mgr.agents = agents
-    agents.conductor = mgr
+    mgr, _ = make(conf, db, cloud, agents=agents)
     return mgr, agents, mgr.migrate({}, 'vm1', dest='h2')
 
 
@@ -127,9 +123,7 @@ class LostReply(fakes.FakeAgents):
 
 def _lost_reply(conf, db, cloud, start: bool):
     agents = LostReply(cloud, start=start, migrate_seconds=2.0)
-    mgr, _ = make(conf, db, cloud)
-    mgr.agents = agents
-    agents.conductor = mgr
+    mgr, _ = make(conf, db, cloud, agents=agents)
     return mgr, agents, mgr.migrate({}, 'vm1', dest='h2')
 
 
@@ -161,20 +155,18 @@ class SilentForAWhile(fakes.FakeAgents):
         self.silent_until = None
 
     def _finish(self, migration_id, instance, status, error, elapsed=0.0):
-        self.silent_until = time.monotonic() + self.silent_s
+        self.silent_until = self.clock.monotonic() + self.silent_s
         super()._finish(migration_id, instance, status, error, elapsed)
 
     def _check(self, host, method):
         super()._check(host, method)
-        if host == 'h1' and self.silent_until and time.monotonic() < self.silent_until:
+        if host == 'h1' and self.silent_until and self.clock.monotonic() < self.silent_until:
             raise TimeoutError(f'{host} does not answer')
 
 
 def test_a_rollback_waits_for_the_facts(conf, db, cloud):
     agents = SilentForAWhile(cloud, migrate_seconds=0.2)
-    mgr, _ = make(conf, db, cloud)
-    mgr.agents = agents
-    agents.conductor = mgr
+    mgr, _ = make(conf, db, cloud, agents=agents)
     rec = mgr.migrate({}, 'vm1', dest='h2')
     final = wait_final(mgr, rec['id'], timeout=60)
     assert final['status'] == 'failed'
@@ -204,9 +196,7 @@ class LostPinReply(fakes.FakeAgents):
 
 def test_a_lost_pre_pin_reply_leaves_no_stale_pinning(conf, db, cloud):
     agents = LostPinReply(cloud, migrate_seconds=0.2)
-    mgr, _ = make(conf, db, cloud)
-    mgr.agents = agents
-    agents.conductor = mgr
+    mgr, _ = make(conf, db, cloud, agents=agents)
     for name in cloud.hosts:
         mgr.report_state({}, agents.get_host_state({}, name))
     rec = mgr.migrate({}, 'vm1', dest='h2')
@@ -262,9 +252,11 @@ def test_a_drain_whose_guest_crashed_on_arrival_is_not_clean(conf, db):
                              'h3': _host(mem=65536, link=1000)})
     for i in range(3):
         cloud.add_guest(f'g{i}', 'h1', memory_mib=2048)
-    mgr, _ = make(conf, db, cloud, migrate_seconds=0.2)
-    agents = CrashOnArrival(cloud, conductor=mgr, migrate_seconds=0.2)
-    mgr.agents = agents
+    # The drain looks at the reports once a second, as with the real clock:
+    # the test reports every 0.2 s, so a guest that has left is not seen on
+    # h1 by the next look (a faster look would see the stale report).
+    mgr, agents = make(conf, db, cloud, agents=CrashOnArrival(cloud, migrate_seconds=0.2),
+                       clock=fakes.FakeClock(real_wait_s=1.0))
     drain = mgr.drain({}, 'h1')
     deadline = time.monotonic() + 60
     while True:

@@ -35,9 +35,14 @@ def db(tmp_path):
     return d
 
 
-def make(conf, db, cloud, **agent_kwargs):
-    agents = fakes.FakeAgents(cloud, **agent_kwargs)
-    mgr = cm.ConductorManager(conf, db, agents)
+def make(conf, db, cloud, agents=None, clock=None, **agent_kwargs):
+    """A manager over fake agents (``agents``, or FakeAgents made from
+    ``agent_kwargs``) with a FakeClock: back-off and polling pass at once."""
+    clock = clock or fakes.FakeClock()
+    if agents is None:
+        agents = fakes.FakeAgents(cloud, **agent_kwargs)
+    agents.clock = clock
+    mgr = cm.ConductorManager(conf, db, agents, clock=clock)
     agents.conductor = mgr
     for name in cloud.hosts:
         mgr.report_state({}, agents.get_host_state({}, name))

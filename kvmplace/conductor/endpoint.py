@@ -1,0 +1,134 @@
+"""What the conductor's RPC server dispatches to: the RPC methods, nothing else.
+
+oslo.messaging's dispatcher calls any public attribute of an endpoint by
+name. When the ConductorManager itself was the endpoint, its internals
+(``learn``, ``notify_final``, ``locate``, ``start_migration``, ``recover``,
+``stop``...) were callable by anyone on the bus: a forged ``learn`` call
+poisoned the learned path rates. This endpoint lists the RPC methods of
+:mod:`kvmplace.conductor.rpcapi` (API 1.1) one by one and forwards each to
+the manager; a call of anything else is refused by the dispatcher
+(NoSuchMethod).
+
+Every method declares KvmplaceError (InvalidInput, NotFound, NoValidHost,
+DatabaseError...) as expected (``oslo_messaging.expected_exceptions``): a
+refused request is the caller's business, logged at debug level, not a
+server error with a traceback (anyone on the bus could otherwise fill the
+log). The caller still gets the exception with its message.
+
+Adding an RPC method: implement it on the manager, add it here and to
+:data:`RPC_METHODS`, and to the client (rpcapi) with a version bump.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import oslo_messaging as messaging
+
+from kvmplace.conductor import manager as manager_mod
+from kvmplace.exception import KvmplaceError
+
+#: The conductor's RPC API: the only names a bus client can call.
+RPC_METHODS = (
+    # casts from the agents
+    'report_state', 'migration_progress', 'migration_finished',
+    # calls from clients (CLI, a cloud scheduler)
+    'select_destinations', 'estimate', 'migrate', 'get_migration', 'list_migrations',
+    'abort_migration', 'drain', 'rebalance', 'get_drain', 'list_drains', 'list_hosts',
+    'get_host', 'set_maintenance',
+    # API 1.1: learned path throughput
+    'list_path_rates', 'forget_path_rates',
+)
+
+_expected = messaging.expected_exceptions(KvmplaceError)
+
+
+class ConductorEndpoint:
+    """The RPC surface of one ConductorManager (API 1.1)."""
+
+    target = messaging.Target(version='1.1')
+
+    def __init__(self, manager: manager_mod.ConductorManager):
+        self._manager = manager
+
+    # -- casts from the agents --------------------------------------------------
+    @_expected
+    def report_state(self, ctxt, host_state: dict) -> None:
+        self._manager.report_state(ctxt, host_state)
+
+    @_expected
+    def migration_progress(self, ctxt, migration_id: str, progress: dict) -> None:
+        self._manager.migration_progress(ctxt, migration_id, progress)
+
+    @_expected
+    def migration_finished(self, ctxt, migration_id: str, result: dict) -> None:
+        self._manager.migration_finished(ctxt, migration_id, result)
+
+    # -- calls from clients -------------------------------------------------------
+    @_expected
+    def select_destinations(self, ctxt, instance: str, policy: Optional[dict] = None,
+                            force_hosts: Optional[list] = None,
+                            ignore_hosts: Optional[list] = None) -> dict:
+        return self._manager.select_destinations(ctxt, instance, policy=policy,
+                                                 force_hosts=force_hosts,
+                                                 ignore_hosts=ignore_hosts)
+
+    @_expected
+    def estimate(self, ctxt, instance: str, dest: str, policy: Optional[dict] = None) -> dict:
+        return self._manager.estimate(ctxt, instance, dest, policy=policy)
+
+    @_expected
+    def migrate(self, ctxt, instance: str, dest: Optional[str] = None,
+                policy: Optional[dict] = None) -> dict:
+        return self._manager.migrate(ctxt, instance, dest=dest, policy=policy)
+
+    @_expected
+    def get_migration(self, ctxt, migration_id: str) -> dict:
+        return self._manager.get_migration(ctxt, migration_id)
+
+    @_expected
+    def list_migrations(self, ctxt, status: Optional[str] = None,
+                        instance: Optional[str] = None, limit: int = 50) -> list[dict]:
+        return self._manager.list_migrations(ctxt, status=status, instance=instance,
+                                             limit=limit)
+
+    @_expected
+    def abort_migration(self, ctxt, migration_id: str) -> dict:
+        return self._manager.abort_migration(ctxt, migration_id)
+
+    @_expected
+    def drain(self, ctxt, host: str, dry_run: bool = False) -> dict:
+        return self._manager.drain(ctxt, host, dry_run=dry_run)
+
+    @_expected
+    def rebalance(self, ctxt, threshold: float = 0.1, dry_run: bool = False) -> dict:
+        return self._manager.rebalance(ctxt, threshold=threshold, dry_run=dry_run)
+
+    @_expected
+    def get_drain(self, ctxt, drain_id: str) -> dict:
+        return self._manager.get_drain(ctxt, drain_id)
+
+    @_expected
+    def list_drains(self, ctxt, status: Optional[str] = None) -> list[dict]:
+        return self._manager.list_drains(ctxt, status=status)
+
+    @_expected
+    def list_hosts(self, ctxt) -> list[dict]:
+        return self._manager.list_hosts(ctxt)
+
+    @_expected
+    def get_host(self, ctxt, host: str) -> dict:
+        return self._manager.get_host(ctxt, host)
+
+    @_expected
+    def set_maintenance(self, ctxt, host: str, on: bool, reason: Optional[str] = None) -> dict:
+        return self._manager.set_maintenance(ctxt, host, on, reason=reason)
+
+    # -- API 1.1: learned path throughput ---------------------------------------
+    @_expected
+    def list_path_rates(self, ctxt) -> list[dict]:
+        return self._manager.list_path_rates(ctxt)
+
+    @_expected
+    def forget_path_rates(self, ctxt, source: Optional[str] = None,
+                          dest: Optional[str] = None) -> dict:
+        return self._manager.forget_path_rates(ctxt, source=source, dest=dest)
