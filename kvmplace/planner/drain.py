@@ -9,6 +9,7 @@ being oversubscribed. Guests that cannot be placed are listed with reasons.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Optional
 
 from kvmplace import estimator
@@ -26,7 +27,7 @@ def plan(scheduler, inventory: objects.Inventory, host: str,
     """The drain plan of ``host`` (ARCHITECTURE "CLI", drain --dry-run)."""
     if host not in inventory.hosts:
         raise NotFound(f'unknown host "{host}"')
-    working = copy.deepcopy(inventory)
+    working = working_copy(inventory)
     working.hosts[host].maintenance = True
     topology = topology or topo.Topology.from_inventory(working)
     guests = sorted((g for g in working.instances_on(host) if g.name not in exclude),
@@ -53,6 +54,15 @@ def plan(scheduler, inventory: objects.Inventory, host: str,
     }
 
 
+def working_copy(inventory: objects.Inventory) -> objects.Inventory:
+    """A copy the plan may change: each host copied (its usage and flags
+    change as the plan fills hosts), what is only read (NUMA figures,
+    instances, links) shared. A deep copy of 10,000 hosts took 0.6 s."""
+    return dataclasses.replace(inventory,
+                               hosts={n: copy.copy(h) for n, h in inventory.hosts.items()},
+                               instances=dict(inventory.instances))
+
+
 def working_mem(inventory: objects.Inventory, name: str) -> float:
     inst = inventory.instances[name]
     return inst.memory_mib + inst.disk_mib
@@ -72,8 +82,10 @@ def candidate_moves(scheduler, inventory, topology, guests, policy=None):
                              'reason': 'no host passes the filters' +
                                        (f" ({'; '.join(reasons[:3])})" if reasons else '')})
             continue
-        moves.append(schedule.Move(guest, [r['host'] for r in result['ranked']],
-                                   result['ranked'][0]['estimate']['total_seconds']))
+        ranked = result['ranked']
+        moves.append(schedule.Move(guest, [r['host'] for r in ranked],
+                                   ranked[0]['estimate']['total_seconds'],
+                                   estimates=[r['estimate'] for r in ranked]))
     return moves, unplaced
 
 
