@@ -99,3 +99,43 @@ def test_default_threshold_on_a_big_cluster(monkeypatch, sched):
     fast, slow = plans(monkeypatch, sched, inv)
     same(fast, slow)
     assert len(fast['migrations']) >= 10
+
+
+def test_a_bound_that_does_not_bind_changes_nothing(sched):
+    inv = synth.rack_cluster(11, 60, 10, twins=0.5)
+    same(drain.plan(sched, inv, 'src', max_candidates=61),
+         drain.plan(sched, inv, 'src', max_candidates=None))
+
+
+def test_a_binding_bound_offers_the_fastest_hosts_and_places_every_guest(sched):
+    inv = synth.rack_cluster(5, 120, 12, twins=0.3)
+    topology = topo.Topology.from_inventory(inv)
+    exact = drain.plan(sched, inv, 'src', topology, max_candidates=None)
+    bounded = drain.plan(sched, inv, 'src', topology, max_candidates=20)
+    params = sched.params
+    capacity = drain.cap.Capacity(sched.conf, drain.working_copy(inv))
+    offered = drain.candidate_hosts(inv, topology, 'src', list(inv.instances.values()), params,
+                                    capacity, 20)
+    assert offered is not None and len(offered) == 20
+    names = {h.name for h in offered}
+    assert {m['dest'] for m in bounded['migrations']} <= names
+    assert ({m['instance'] for m in bounded['migrations']}
+            == {m['instance'] for m in exact['migrations']})
+    assert bounded['predicted_makespan_seconds'] <= 1.05 * exact['predicted_makespan_seconds']
+
+
+def test_a_guest_only_a_left_out_host_can_take_is_still_placed(sched):
+    """The one host with room for a 600 GiB guest is on a 1 Gbit/s link, so
+    the bound leaves it out; the guest is ranked on every host instead."""
+    inv = synth.rack_cluster(3, 30, 4, twins=1.0)
+    inv.hosts['h007'].link_mbps = 1000
+    inv.hosts['h007'].memory_mib = 2048 * 1024
+    for link in inv.links:
+        if link.a == 'h007':
+            link.mbps = 1000
+    inv.instances['g00'].memory_mib = 600 * 1024
+    inv.hosts['src'].memory_used_mib += 600 * 1024
+    plan = drain.plan(sched, inv, 'src', max_candidates=5)
+    by = {m['instance']: m['dest'] for m in plan['migrations']}
+    assert by.get('g00') == 'h007', plan['unplaced']
+    assert plan['unplaced'] == []
