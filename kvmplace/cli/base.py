@@ -12,6 +12,7 @@ from rich.console import Console
 from kvmplace import inventory as inv
 from kvmplace import objects
 from kvmplace.exception import InvalidInput
+from kvmplace.scheduler import output
 
 
 def one_line(text: str) -> str:
@@ -36,6 +37,10 @@ class Command(command.Command):
     """A command with ``-f table|json``; subclasses implement ``compute``
     (returns plain data) and ``render`` (draws it for people)."""
 
+    #: Write ``-f json`` streamed (kvmplace.scheduler.output): for answers
+    #: that grow with the cluster.
+    stream_json = False
+
     def get_parser(self, prog_name):
         parser = OneLineParser(prog=prog_name, description=self.get_description(),
                                add_help=True)
@@ -48,7 +53,9 @@ class Command(command.Command):
 
     def take_action(self, parsed_args) -> int:
         data = self.compute(parsed_args)
-        if parsed_args.format == 'json':
+        if parsed_args.format == 'json' and self.stream_json:
+            output.write_json(data, self.app.stdout, default=_jsonable)
+        elif parsed_args.format == 'json':
             self.app.stdout.write(json.dumps(objects.plain(json.loads(json.dumps(
                 data, default=_jsonable))), indent=2, allow_nan=False) + '\n')
         else:

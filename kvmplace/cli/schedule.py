@@ -70,6 +70,8 @@ def render_estimate(est: dict, console, title: str = 'Estimate') -> None:
 class Select(base.Command):
     """Rank the hosts a guest could live-migrate to, with every reason."""
 
+    stream_json = True
+
     def add_arguments(self, parser):
         parser.add_argument('instance', help='guest name')
         base.add_inventory_argument(parser)

@@ -11,11 +11,18 @@ really happens, and a conductor restart simply resumes following.
 A guest is never migrated twice by one drain: its record says which guests
 have a completed migration, and the re-plan only sees guests still on the
 host. A guest whose migration failed is retried once, then reported.
+
+The world is looked at every poll, but the drain is re-planned only when
+something happened (events): a migration of the drain started, ended or
+failed, the guests on the host changed, a host's report changed what the
+planner reads, or a start failed; and at least every REPLAN_MAX_SECONDS.
+Re-planning every second cost a full plan per second per drain.
 """
 from __future__ import annotations
 
 import logging
 import threading
+from typing import Optional
 
 from kvmplace.conductor import clock as clock_mod
 from kvmplace.conductor import retry
@@ -27,6 +34,16 @@ from kvmplace.status import FINAL_MIGRATION_STATUSES, DrainStatus, MigrationStat
 LOG = logging.getLogger(__name__)
 
 MAX_TRIES = 2
+#: Re-plan at least this often even without an event.
+REPLAN_MAX_SECONDS = 30.0
+
+
+def _hosts_key(inventory) -> int:
+    """What the planner reads of the hosts, hashed: a change is an event."""
+    return hash(tuple((h.name, h.enabled, h.maintenance, h.up, h.link_mbps, h.memory_mib,
+                       h.memory_used_mib, h.vcpus, h.vcpus_used,
+                       tuple((n.free_memory_mib, n.bandwidth_mibps) for n in h.numa))
+                      for h in inventory.hosts.values()))
 
 
 class DrainExecutor:
@@ -40,6 +57,8 @@ class DrainExecutor:
         self.poll = poll_seconds
         self.clock = clock
         self.stop = threading.Event()
+        self._planned_for: Optional[tuple] = None
+        self._planned_at = 0.0
 
     # -- helpers --------------------------------------------------------------
     def _migrations(self) -> list[dict]:
@@ -149,6 +168,11 @@ class DrainExecutor:
                                                 'failed_after_leaving': broken},
                            error=error)
                 return True
+            events = (tuple((m['id'], m['status']) for m in migrations), tuple(on_host),
+                      _hosts_key(inventory))
+            if (events == self._planned_for
+                    and self.clock.monotonic() - self._planned_at < REPLAN_MAX_SECONDS):
+                return False      # nothing happened: the current plan stands
             new = drain_plan.plan(self.ctx.scheduler, inventory, host, topology,
                                   reserve_fraction=self.ctx.conf.conductor.link_reserve_fraction,
                                   exclude=exclude, busy=tuple(self._busy(running, topology)))
@@ -182,14 +206,20 @@ class DrainExecutor:
             starts = pending[:max(0, self.ctx.conf.conductor.max_concurrent_total - len(running))]
             new = plan
         started = []
+        failed_start = False
         for m in starts:
             try:
                 rec = self._start(m)
                 started.append(rec['id'])
             except KvmplaceError as exc:
+                failed_start = True
                 LOG.warning('drain %s: cannot start %s: %s', self.drain_id[:8], m['instance'],
                             exc)
         if record['kind'] == 'drain':
+            # A start changes the migrations (an event); a failed one is
+            # retried at the next look.
+            self._planned_for = None if (started or failed_start) else events
+            self._planned_at = self.clock.monotonic()
             self._save(plan={**plan, 'current': new, 'moved': sorted(done),
                              'running': sorted({m['instance'] for m in running}),
                              'predicted_end_seconds': new['predicted_makespan_seconds'],
