@@ -109,6 +109,12 @@ class KvmplaceApp(cliff_app.App):
         close = (difflib.get_close_matches(words, names, n=3, cutoff=0.6)
                  or difflib.get_close_matches(argv[0], names, n=3, cutoff=0.6)
                  or [n for n in names if n.startswith(argv[0] + ' ')][:3]) if argv else []
+        if close:
+            # Only the nearest: "hosts lst" is "hosts list", not "hosts show".
+            score = {g: difflib.SequenceMatcher(None, words, g).ratio() for g in close}
+            best = max(score.values())
+            close = [g for g in close if score[g] >= best - 0.1 or g.startswith(argv[0] + ' ')
+                     and len(argv) == 1]
         text = f'unknown command "{base.one_line(words)}"'
         if close:
             text += ' (did you mean ' + ' or '.join(f'"{g}"' for g in close) + '?)'

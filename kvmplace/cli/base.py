@@ -119,11 +119,12 @@ class _Document:
             if not rows:
                 continue
             out.write(f'{title}:\n')
-            self.formatter.emit_list(cols, self._cells_for('table', rows), out, parsed_args)
+            self.formatter.emit_list(cols, self._cells_for('table', rows, one=False), out,
+                                     parsed_args)
         for line in self.table_notes(self.document):
             out.write(line + '\n')
 
-    def _cells_for(self, fmt: str, data: Any) -> Any:
+    def _cells_for(self, fmt: str, data: Any, one: Optional[bool] = None) -> Any:
         """Cells as the format needs them, with user text made safe."""
         if fmt in DOCUMENT_FORMATS:
             convert = _machine_value
@@ -131,7 +132,7 @@ class _Document:
             convert = _machine_text
         else:
             convert = _table_cell
-        if isinstance(self, ShowOne):
+        if isinstance(self, ShowOne) if one is None else one:
             return [convert(v) for v in data]
         return [[convert(v) for v in row] for row in data]
 
