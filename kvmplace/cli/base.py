@@ -58,6 +58,8 @@ class _Document:
     app: Any
     formatter: Any
     document: Any = None
+    #: Lines for stderr after a successful answer (``kvmplace: warning: ...``).
+    warnings: list[str]
 
     # -- what subclasses implement -------------------------------------------
     def add_arguments(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -86,6 +88,7 @@ class _Document:
 
     def run(self, parsed_args: argparse.Namespace) -> int:
         parsed_args = self._run_before_hooks(parsed_args)  # type: ignore[attr-defined]
+        self.warnings = []
         self.formatter = self._formatter_plugins[parsed_args.formatter].obj  # type: ignore
         self.document = self.compute(parsed_args)
         fmt = parsed_args.formatter
@@ -101,6 +104,11 @@ class _Document:
         code, reason = self.outcome(self.document)
         if code:
             sys.stderr.write(f'kvmplace: error: {one_line(reason or "failed")}\n')
+        else:
+            # Written once the answer is out, so a later error stays the
+            # only line on stderr.
+            for warning in self.warnings:
+                sys.stderr.write(f'kvmplace: warning: {one_line(warning)}\n')
         return code
 
     def emit_document(self, document: Any, parsed_args: argparse.Namespace) -> None:

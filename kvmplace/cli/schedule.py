@@ -1,8 +1,6 @@
 """``kvmplace select`` and ``kvmplace estimate``: the scheduler's answers."""
 from __future__ import annotations
 
-import sys
-
 from kvmplace.cli import backend as backends
 from kvmplace.cli import base, explain, options, render
 
@@ -89,9 +87,8 @@ class Estimate(base.ShowOne):
         # A person reading the table gets the warning on stderr too; the
         # machine formats carry it in rejected_by (stderr stays clean).
         for r in est['rejected_by'] if parsed_args.formatter == 'table' else ():
-            sys.stderr.write(render.one_line(
-                f"kvmplace: warning: the {r['filter']} filter would reject "
-                f"{render.safe(parsed_args.to)}: {render.safe(r['reason'])}") + '\n')
+            self.warnings.append(f"the {r['filter']} filter would reject "
+                                 f"{render.safe(parsed_args.to)}: {render.safe(r['reason'])}")
         return est
 
     def fields(self, data):

@@ -352,3 +352,13 @@ def test_online_renderers_escape_any_name(capsys, monkeypatch, name, argv, fmt):
     code, out, err = run(capsys, *argv, '-f', fmt if one or fmt != 'shell' else 'csv')
     assert code in (0, 1), err
     assert all(c.isprintable() or c in '\n\r' for c in out + err), (argv, out, err)
+
+
+def test_a_warning_never_joins_an_error_line(capsys):
+    code, out, err = run(capsys, 'estimate', 'vm1', '--to', 'cn-old', '--inventory',
+                         SAMPLE_INVENTORY, '-c', 'nope')
+    assert code == 1 and out == ''
+    assert err.splitlines() == [
+        "kvmplace: error: -c: no column named nope; the columns are bandwidth_mibps, "
+        "bottleneck, rounds, data_mib, total_seconds, downtime_ms, converges, pre_pin, "
+        "without_pre_pin, mode, learned, rejected_by"]
