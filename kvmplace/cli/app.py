@@ -7,6 +7,7 @@ operators can rely on.
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import sys
 import traceback
@@ -97,14 +98,35 @@ class KvmplaceApp(cliff_app.App):
         except SystemExit as exc:  # a global option's usage error, --help, --version
             return _exit_code(exc)
 
+    def unknown_command(self, argv: list[str]) -> str:
+        """'unknown command "selct" (did you mean "select"?)': one line.
+
+        cliff would print its guesses over several lines on stdout; scripts
+        rely on one error line on stderr, so the guesses go in it.
+        """
+        words = ' '.join(argv[:2])
+        names = sorted(name for name, _ in self.command_manager)
+        close = (difflib.get_close_matches(words, names, n=3, cutoff=0.6)
+                 or difflib.get_close_matches(argv[0], names, n=3, cutoff=0.6)
+                 or [n for n in names if n.startswith(argv[0] + ' ')][:3]) if argv else []
+        if close:
+            # Only the nearest: "hosts lst" is "hosts list", not "hosts show".
+            score = {g: difflib.SequenceMatcher(None, words, g).ratio() for g in close}
+            best = max(score.values())
+            close = [g for g in close if score[g] >= best - 0.1 or g.startswith(argv[0] + ' ')
+                     and len(argv) == 1]
+        text = f'unknown command "{base.one_line(words)}"'
+        if close:
+            text += ' (did you mean ' + ' or '.join(f'"{g}"' for g in close) + '?)'
+        return text + " (see 'kvmplace help')"
+
     def run_subcommand(self, argv):
         if self._config_error is not None:
             return self._fail(self._config_error)
         try:
             found = self.command_manager.find_command(argv)
         except ValueError:
-            sys.stderr.write(f'kvmplace: error: unknown command "{base.one_line(" ".join(argv))}"'
-                             " (see 'kvmplace help')\n")
+            sys.stderr.write(f'kvmplace: error: {self.unknown_command(argv)}\n')
             return 2
         cmd_factory, cmd_name, sub_argv = found
         cmd = cmd_factory(self, self.options)

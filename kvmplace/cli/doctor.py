@@ -11,9 +11,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from rich.table import Table
-
-from kvmplace.cli import base
+from kvmplace.cli import base, client, render
 from kvmplace.exception import KvmplaceError
 
 CLOCK_SKEW_SECONDS = 5.0
@@ -30,7 +28,7 @@ def _check(results: list, name: str, fn: Callable[[], str | None]) -> bool:
     return problem is None
 
 
-class Doctor(base.Command):
+class Doctor(base.Lister):
     """Tell what is misconfigured: broker, database, conductor, agents, clocks, libvirt."""
 
     def add_arguments(self, parser):
@@ -73,7 +71,6 @@ class Doctor(base.Command):
             broker_ok = _check(results, 'broker-login', lambda: _amqp_login(conf, args.timeout))
         hosts = None
         if broker_ok:
-            from kvmplace.cli import online
             api = None
 
             def conductor():
@@ -81,7 +78,7 @@ class Doctor(base.Command):
                 from kvmplace.conductor import rpcapi
                 api = rpcapi.ConductorAPI(conf=conf, timeout=max(1, int(args.timeout)))
                 try:
-                    hosts = online.call(api.list_hosts)
+                    hosts = client.call(api.list_hosts)
                 except KvmplaceError as exc:
                     if 'did not answer' in str(exc):
                         return ('no conductor answers on topic kvmplace-conductor: is '
@@ -110,18 +107,21 @@ class Doctor(base.Command):
             _check(results, f'libvirt {uri}', lambda uri=uri: _libvirt(uri))
         return {'ok': all(r['ok'] for r in results), 'checks': results}
 
-    def exit_code(self, data) -> int:
-        return 0 if data['ok'] else 1
+    def rows(self, data):
+        return ['check', 'ok', 'detail'], [
+            [r['check'], render.Cell(r['ok'], 'ok' if r['ok'] else 'FAIL'),
+             render.Cell(r['detail'], '' if r['ok'] else render.safe(r['detail']))]
+            for r in data['checks']]
 
-    def render(self, data, console):
-        table = Table(title='kvmplace doctor')
-        table.add_column('check')
-        table.add_column('')
-        table.add_column('detail')
-        for r in data['checks']:
-            table.add_row(r['check'], '[green]ok[/]' if r['ok'] else '[bold red]FAIL[/]',
-                          '' if r['ok'] else r['detail'])
-        console.print(table)
+    def table_notes(self, data):
+        failed = sum(1 for r in data['checks'] if not r['ok'])
+        return [f"kvmplace doctor: {len(data['checks'])} checks, {failed} failed"]
+
+    def run(self, parsed_args) -> int:
+        # The report is the answer (stdout, for monitoring); a failed check
+        # exits 1 without an error line.
+        super().run(parsed_args)
+        return 0 if self.document['ok'] else 1
 
 
 def _amqp_login(conf, timeout: float) -> str | None:
@@ -159,8 +159,7 @@ def _agent_libvirt(agents, host: dict) -> str | None:
 
 
 def _clock(api, host: dict) -> str | None:
-    from kvmplace.cli import online
-    detail = online.call(api.get_host, host['name'])
+    detail = client.call(api.get_host, host['name'])
     agent_time = (detail.get('state') or {}).get('reported_at')
     if agent_time is None:
         return None

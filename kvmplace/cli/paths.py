@@ -10,37 +10,36 @@ under them (a link upgraded: the old figure would under-sell it until
 """
 from __future__ import annotations
 
-from rich.table import Table
-
-from kvmplace.cli import base
-from kvmplace.cli.online import call, conductor
+from kvmplace.cli import base, client, render
 from kvmplace.exception import InvalidInput
 
+PATH_COLUMNS = ['source', 'dest', 'mibps', 'last_mibps', 'samples', 'age_seconds', 'used_mibps']
 
-class PathsList(base.Command):
+
+class PathsList(base.Lister):
     """Learned throughput per path, its age, and whether predictions use it."""
 
     def compute(self, args):
-        return call(conductor(self.app).list_path_rates)
+        return client.call(client.conductor(self.app).list_path_rates)
 
-    def render(self, data, console):
-        table = Table(title='Learned path throughput')
-        for col in ('source', 'dest', 'learned MiB/s', 'last MiB/s', 'migrations', 'age',
-                    'predictions use'):
-            table.add_column(col)
+    def rows(self, data):
+        rows = []
         for p in data:
-            age = p.get('age_seconds')
-            table.add_row(p['source'], p['dest'], f"{p['mibps']:.1f}",
-                          f"{p['last_mibps']:.1f}", str(p['samples']),
-                          base.fmt_seconds(age) if age is not None else '?',
-                          f"{p['used_mibps']:.1f} MiB/s" if p.get('used_mibps') is not None
-                          else 'nominal (too old or learning off)')
-        console.print(table)
-        if not data:
-            console.print('No path learned yet: predictions use link rate x link_efficiency.')
+            used = p.get('used_mibps')
+            rows.append([p['source'], p['dest'], render.mibps_cell(p['mibps'], 1),
+                         render.mibps_cell(p['last_mibps'], 1), p['samples'],
+                         render.seconds_cell(p.get('age_seconds')),
+                         render.Cell(used, f'{used:.1f} MiB/s' if used is not None
+                                     else 'nominal (too old or learning off)')])
+        return PATH_COLUMNS, rows
+
+    def table_notes(self, data):
+        if data:
+            return []
+        return ['No path learned yet: predictions use link rate x link_efficiency.']
 
 
-class PathsForget(base.Command):
+class PathsForget(base.Lister):
     """Forget learned paths (after a network change): from --source, to
     --dest, both, or --all."""
 
@@ -56,12 +55,13 @@ class PathsForget(base.Command):
         if not (args.all or args.source or args.dest):
             raise InvalidInput('paths forget', 'say which paths: --source HOST, '
                                '--dest HOST or --all')
-        return call(conductor(self.app).forget_path_rates, source=args.source,
-                    dest=args.dest)
+        return client.call(client.conductor(self.app).forget_path_rates, source=args.source,
+                           dest=args.dest)
 
-    def render(self, data, console):
-        gone = data['forgotten']
-        if not gone:
-            console.print('No learned path matched: nothing forgotten.')
-        for p in gone:
-            console.print(f"forgot {p['source']} -> {p['dest']} ({p['mibps']:.1f} MiB/s)")
+    def rows(self, data):
+        return ['source', 'dest', 'mibps'], [
+            [p['source'], p['dest'], render.mibps_cell(p['mibps'], 1)]
+            for p in data['forgotten']]
+
+    def table_notes(self, data):
+        return [] if data['forgotten'] else ['No learned path matched: nothing forgotten.']

@@ -1,80 +1,163 @@
-"""``kvmplace drain`` and ``kvmplace rebalance``."""
+"""``kvmplace drain`` and ``kvmplace rebalance``: plans and their execution.
+
+Rows are the plan's migrations (``--dry-run``) or the running drain's
+migrations; ``-f json`` without ``-c`` prints the whole plan or record.
+A plan or drain that leaves guests unplaced exits 1, naming them; each
+unplaced guest carries, per host, the filter that refused it and the
+policy option that would place it (explain.py). Draining a host that is
+already empty is a success with nothing to move.
+"""
 from __future__ import annotations
 
-from rich.table import Table
+from typing import Any
 
-from kvmplace import topology as topo
-from kvmplace.cli import base
-from kvmplace.cli import schedule as sched_cli
-from kvmplace.exception import InvalidInput
-from kvmplace.planner import drain, rebalance, schedule, timeline
-from kvmplace.scheduler import manager
+from kvmplace.cli import backend as backends
+from kvmplace.cli import base, explain, options, progress, render
+from kvmplace.status import DrainStatus
 
-
-def _capacities(app, inventory):
-    from kvmplace import estimator
-    topology = topo.Topology.from_inventory(inventory)
-    capacity = schedule.link_capacity(topology, estimator.ModelParams.from_conf(app.conf))
-    return {link: capacity(link) for link in topology.links()}
+PLAN_COLUMNS = ['instance', 'source', 'dest', 'start_seconds', 'predicted_seconds',
+                'bandwidth_mibps', 'bottleneck', 'predicted_downtime_ms']
+RECORD_COLUMNS = ['id', 'instance', 'source', 'dest', 'status', 'elapsed_seconds',
+                  'predicted_seconds', 'error']
+#: A drain or rebalance record (not a plan) in one of these ended badly.
+FAILED = (DrainStatus.FAILED,)
 
 
-def render_plan(data: dict, console, title: str) -> None:
-    table = Table(title=title)
-    for col in ('instance', 'from', 'to', 'start', 'time', 'MiB/s', 'limit', 'downtime'):
-        table.add_column(col)
+def is_plan(data: dict) -> bool:
+    return 'migrations' in data and 'status' not in data
+
+
+def unplaced_of(data: dict) -> list[dict]:
+    if is_plan(data):
+        return data.get('unplaced') or []
+    return (data.get('plan') or {}).get('unplaced') or []
+
+
+def plan_rows(data: dict) -> tuple[list[str], list[list]]:
+    rows = []
     for m in data['migrations']:
-        table.add_row(m['instance'], m.get('source', data.get('host', '')), m['dest'],
-                      f"{m['start_seconds']:.1f} s", base.fmt_seconds(m['predicted_seconds']),
-                      f"{m['bandwidth_mibps']:.0f}", m.get('bottleneck', ''),
-                      f"{m['predicted_downtime_ms']:.0f} ms")
-    console.print(table)
-    for u in data.get('unplaced') or []:
-        console.print(f"[bold red]unplaced[/] {u['instance']}: {u['reason']}")
-    makespan = base.fmt_seconds(data['predicted_makespan_seconds'])
-    console.print(f"predicted makespan: [bold]{makespan}"
-                  f"[/]" + (f" (physical bound {base.fmt_seconds(data['physical_bound_seconds'])})"
-                            if data.get('physical_bound_seconds') else ''))
+        rows.append([m['instance'], m.get('source', data.get('host', '')), m['dest'],
+                     render.Cell(m['start_seconds'], f"{m['start_seconds']:.1f} s"),
+                     render.seconds_cell(m['predicted_seconds']),
+                     render.mibps_cell(m['bandwidth_mibps']), m.get('bottleneck', ''),
+                     render.ms_cell(m['predicted_downtime_ms'])])
+    return PLAN_COLUMNS, rows
 
 
-class _PlanCommand(base.Command):
+def record_rows(data: dict) -> tuple[list[str], list[list]]:
+    rows = []
+    for m in data.get('migrations') or []:
+        res = m.get('result') or {}
+        est = m.get('estimate') or {}
+        rows.append([render.Cell(m['id'], render.safe(m['id'][:8])), m['instance'],
+                     m.get('source') or '', m.get('dest') or '', m['status'],
+                     render.seconds_cell(res.get('elapsed_seconds'))
+                     if res.get('elapsed_seconds') is not None else None,
+                     render.seconds_cell(est.get('total_seconds')) if est else None,
+                     render.Cell(m.get('error'), render.safe((m.get('error') or '')[:60]))])
+    return RECORD_COLUMNS, rows
+
+
+def unplaced_notes(entries: list[dict], label: str = 'unplaced') -> list[str]:
+    """Per unplaced guest: why, per host the filter and reason, and the
+    option that would place it."""
+    lines = []
+    for u in entries:
+        lines.append(f"{label} {render.safe(u['instance'])}: {render.safe(u['reason'])}")
+        if u.get('detail'):
+            lines.append(f"  {render.safe(u['detail'])}")
+        for r in u.get('rejected') or []:
+            lines.append(f"  {render.safe(r['host'])}: {render.safe(r['filter'])}: "
+                         f"{render.safe(r['reason'])}")
+        hint = u.get('suggestion')
+        if hint:
+            lines.append(f"  {render.safe(hint['option'])} would place it "
+                         f"(on {render.safe(', '.join(hint['hosts'][:3]))})")
+    return lines
+
+
+def record_notes(data: dict) -> list[str]:
+    lines = [f"{render.safe(data.get('kind', 'drain')).capitalize()} "
+             f"{render.safe(data.get('id', ''))}"]
+    for key in ('host', 'status', 'error', 'created_at', 'finished_at'):
+        if data.get(key):
+            lines.append(f'  {key}: {render.safe(data[key])}')
+    lines += unplaced_notes(unplaced_of(data), 'not moved')
+    for b in (data.get('plan') or {}).get('failed_after_leaving') or []:
+        lines.append(f"left, but its migration failed {render.safe(b['instance'])} "
+                     f"(now on {render.safe(b.get('dest') or '?')}): "
+                     f"{render.safe(b['reason'])}")
+    return lines
+
+
+def plan_notes(data: dict) -> list[str]:
+    lines = unplaced_notes(data.get('unplaced') or [])
+    if data.get('note'):
+        lines.append(render.safe(data['note']))
+    makespan = render.fmt_seconds(data.get('predicted_makespan_seconds'))
+    bound = data.get('physical_bound_seconds')
+    lines.append(f'predicted makespan: {makespan}'
+                 + (f' (physical bound {render.fmt_seconds(bound)})' if bound else ''))
+    return lines
+
+
+def plan_outcome(data: dict, what: str) -> tuple[int, str | None]:
+    left = unplaced_of(data)
+    if left:
+        names = ', '.join(u['instance'] for u in left[:5])
+        more = f' and {len(left) - 5} more' if len(left) > 5 else ''
+        return 1, render.safe(f'{what} leaves {len(left)} guest(s) unplaced: {names}{more}')
+    if not is_plan(data) and data.get('status') in FAILED:
+        return 1, render.safe(f"{what} {data['status']}: {data.get('error') or ''}")
+    return 0, None
+
+
+class _PlanCommand(base.Lister):
     """Plan offline (--inventory, --dry-run only) or through the conductor;
     draw the plan with --output."""
+
+    what = 'plan'
 
     def add_arguments(self, parser):
         parser.add_argument('--dry-run', action='store_true', help='plan only')
         parser.add_argument('--wait', action='store_true', help='follow until done')
         parser.add_argument('--output', metavar='FILE', help='draw the plan (.svg or .png)')
-        base.add_inventory_argument(parser)
-        sched_cli._add_policy_arguments(parser)
+        options.add_inventory_argument(parser)
+        options.add_policy_arguments(parser)
         return parser
 
     def title(self, args) -> str:
         raise NotImplementedError
 
-    def plan_offline(self, sched, inventory, args) -> dict:
-        raise NotImplementedError
-
-    def run_online(self, args) -> dict:
+    def ask(self, back, args) -> dict:
         raise NotImplementedError
 
     def compute(self, args):
-        if args.inventory:
-            if not args.dry_run:
-                raise InvalidInput('--dry-run', 'an offline inventory can only be planned: '
-                                   'add --dry-run (or drop --inventory to act for real)')
-            inventory = base.load_inventory(args)
-            result = self.plan_offline(manager.SchedulerManager(self.app.conf), inventory, args)
-            capacities = _capacities(self.app, inventory)
-        else:
-            result = self.run_online(args)
-            capacities = None
+        back = backends.for_args(self.app, args)
+        result = self.ask(back, args)
+        if not args.dry_run and args.wait and not is_plan(result):
+            result = progress.follow_drain(self.app, back.api, result['id'],
+                                           show=args.formatter == 'table')
+        explain.unplaced(back, unplaced_of(result), options.policy(args))
         if args.output and args.dry_run:
-            timeline.draw(result, args.output, self.title(args), capacities)
+            from kvmplace.planner import timeline
+            timeline.draw(result, args.output, self.title(args), back.capacities())
         return result
+
+    def rows(self, data):
+        return plan_rows(data) if is_plan(data) else record_rows(data)
+
+    def table_notes(self, data):
+        return plan_notes(data) if is_plan(data) else record_notes(data)
+
+    def outcome(self, data):
+        return plan_outcome(data, self.what)
 
 
 class Drain(_PlanCommand):
     """Empty a host, fast and safely (--dry-run: only plan)."""
+
+    what = 'the drain'
 
     def add_arguments(self, parser):
         parser.add_argument('host')
@@ -83,27 +166,19 @@ class Drain(_PlanCommand):
     def title(self, args) -> str:
         return f'Drain of {args.host}'
 
-    def plan_offline(self, sched, inventory, args) -> dict:
-        return drain.plan(sched, inventory, args.host, policy=sched_cli._policy(args),
-                          reserve_fraction=self.app.conf.conductor.link_reserve_fraction)
-
-    def run_online(self, args) -> dict:
-        from kvmplace.cli import online
-        return online.drain(self.app, args)
-
-    def render(self, data, console):
-        if 'migrations' in data and 'status' not in data:
-            render_plan(data, console, f"Drain plan for {data['host']}")
-        else:
-            from kvmplace.cli import online
-            online.render_drain(data, console)
+    def ask(self, back, args) -> dict:
+        return back.drain(args.host, options.policy(args), args.dry_run)
 
 
 class Rebalance(_PlanCommand):
     """Even out memory use and move guests off slow-memory hosts."""
 
+    what = 'the rebalance'
+
     def add_arguments(self, parser):
-        parser.add_argument('--threshold', type=_fraction, default=rebalance.DEFAULT_THRESHOLD,
+        from kvmplace.planner import rebalance
+        parser.add_argument('--threshold', type=options.fraction,
+                            default=rebalance.DEFAULT_THRESHOLD,
                             help='largest acceptable spread of memory use, 0..1 '
                                  '(default 0.10)')
         return super().add_arguments(parser)
@@ -111,32 +186,20 @@ class Rebalance(_PlanCommand):
     def title(self, args) -> str:
         return 'Rebalance'
 
-    def plan_offline(self, sched, inventory, args) -> dict:
-        return rebalance.plan(sched, inventory, args.threshold, policy=sched_cli._policy(args),
-                              reserve_fraction=self.app.conf.conductor.link_reserve_fraction)
+    def ask(self, back, args) -> dict:
+        result = back.rebalance(args.threshold, options.policy(args), args.dry_run)
+        if is_plan(result) and not result['migrations'] and 'before' in result:
+            result['explanation'] = explain.nothing_moves(result)
+        return result
 
-    def run_online(self, args) -> dict:
-        from kvmplace.cli import online
-        return online.rebalance(self.app, args)
-
-    def render(self, data, console):
+    def table_notes(self, data: Any):
+        lines = super().table_notes(data)
         if 'before' in data:
-            render_plan(data, console, 'Rebalance plan')
             b, a = data['before'], data['after']
-            console.print(f"memory-use spread: {b['memory_spread']:.0%} -> "
-                          f"{a['memory_spread']:.0%} (threshold {data['threshold']:.0%}); "
-                          f"guests on unhealthy hosts: {len(b['guests_on_unhealthy_hosts'])} -> "
-                          f"{len(a['guests_on_unhealthy_hosts'])}")
-        else:
-            from kvmplace.cli import online
-            online.render_drain(data, console)
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise base.argparse.ArgumentTypeError(f'"{text}" is not a number') from None
-    if not 0.0 < value < 1.0:
-        raise base.argparse.ArgumentTypeError(f'{text} must be between 0 and 1')
-    return value
+            lines.append(f"memory-use spread: {b['memory_spread']:.0%} -> "
+                         f"{a['memory_spread']:.0%} (threshold {data['threshold']:.0%}); "
+                         f"guests on unhealthy hosts: {len(b['guests_on_unhealthy_hosts'])} "
+                         f"-> {len(a['guests_on_unhealthy_hosts'])}")
+        if data.get('explanation'):
+            lines.append(render.safe(data['explanation']))
+        return lines

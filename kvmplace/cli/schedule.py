@@ -1,161 +1,103 @@
 """``kvmplace select`` and ``kvmplace estimate``: the scheduler's answers."""
 from __future__ import annotations
 
-from rich.table import Table
+from kvmplace.cli import backend as backends
+from kvmplace.cli import base, explain, options, render
 
-from kvmplace import objects
-from kvmplace.cli import base
-from kvmplace.scheduler import manager
-
-
-def _policy(parsed_args) -> objects.Policy:
-    return objects.Policy(max_downtime_ms=parsed_args.max_downtime_ms,
-                          bandwidth_cap_mibps=parsed_args.bandwidth_cap_mibps,
-                          allow_auto_converge=True if parsed_args.auto_converge else None,
-                          allow_post_copy=True if parsed_args.post_copy else None)
+RANKED_COLUMNS = ['rank', 'host', 'weight', 'total_seconds', 'bandwidth_mibps', 'bottleneck',
+                  'downtime_ms', 'converges', 'pre_pin', 'weighers']
 
 
-def _add_policy_arguments(parser) -> None:
-    parser.add_argument('--max-downtime-ms', type=_positive_int, default=None,
-                        help='largest acceptable pause at switch-over (default from config)')
-    parser.add_argument('--bandwidth-cap-mibps', type=_positive_float, default=None,
-                        help='cap the migration bandwidth')
-    parser.add_argument('--auto-converge', action='store_true',
-                        help='allow throttling the guest so it converges')
-    parser.add_argument('--post-copy', action='store_true',
-                        help='allow switching to post-copy')
+class Select(base.Lister):
+    """Rank the hosts a guest could live-migrate to, with every reason.
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise base.argparse.ArgumentTypeError(f'"{text}" is not a whole number') from None
-    if value <= 0:
-        raise base.argparse.ArgumentTypeError(f'{value} must be > 0')
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise base.argparse.ArgumentTypeError(f'"{text}" is not a number') from None
-    if not value > 0 or value == float('inf'):
-        raise base.argparse.ArgumentTypeError(f'{text} must be a finite number > 0')
-    return value
-
-
-def render_estimate(est: dict, console, title: str = 'Estimate') -> None:
-    table = Table(title=title, show_header=False)
-    table.add_column('field', style='bold')
-    table.add_column('value')
-    table.add_row('bandwidth', f"{est['bandwidth_mibps']:.1f} MiB/s ({est['bottleneck']}-bound)")
-    table.add_row('total time', base.fmt_seconds(est['total_seconds']))
-    table.add_row('downtime', f"{est['downtime_ms']:.0f} ms")
-    table.add_row('rounds', str(est['rounds']))
-    table.add_row('data sent', f"{est['data_mib']:.0f} MiB")
-    table.add_row('converges', 'yes' if est['converges'] else 'NO')
-    if est.get('mode') and est['mode'] != 'pre-copy':
-        table.add_row('mode', est['mode'])
-    if est.get('pre_pin'):
-        pin = est['pre_pin']
-        slow = est['without_pre_pin']
-        table.add_row('pre-pin', f"emulator thread to node {pin['node']} (CPUs {pin['cpus']})")
-        table.add_row('without pre-pin', f"{slow['bandwidth_mibps']:.1f} MiB/s, "
-                                         f"{base.fmt_seconds(slow['total_seconds'])}")
-    console.print(table)
-
-
-class Select(base.Command):
-    """Rank the hosts a guest could live-migrate to, with every reason."""
+    Rows are the ranked hosts, best first; ``-f json`` (or yaml) without
+    ``-c`` prints the whole answer: ranked and rejected hosts. Exits 1
+    when no host is valid.
+    """
 
     stream_json = True
 
     def add_arguments(self, parser):
         parser.add_argument('instance', help='guest name')
-        base.add_inventory_argument(parser)
+        options.add_inventory_argument(parser)
         parser.add_argument('--host', dest='force_hosts', action='append', default=[],
                             metavar='HOST', help='only consider this host (repeatable)')
         parser.add_argument('--ignore-host', dest='ignore_hosts', action='append',
                             default=[], metavar='HOST', help='never consider this host')
-        _add_policy_arguments(parser)
+        options.add_policy_arguments(parser)
         return parser
 
     def compute(self, parsed_args):
-        if not parsed_args.inventory:
-            from kvmplace.cli import online
-            api = online.conductor(self.app)
-            policy = {k: v for k, v in _policy(parsed_args).to_dict().items() if v is not None}
-            return online.call(api.select_destinations, parsed_args.instance,
-                               policy=policy or None, force_hosts=parsed_args.force_hosts,
-                               ignore_hosts=parsed_args.ignore_hosts)
-        inventory = base.load_inventory(parsed_args)
-        sched = manager.SchedulerManager(self.app.conf)
-        request = objects.MigrationRequest(instance=parsed_args.instance,
-                                           force_hosts=parsed_args.force_hosts,
-                                           ignore_hosts=parsed_args.ignore_hosts,
-                                           policy=_policy(parsed_args))
-        return sched.select(inventory, request)
+        self.backend = backends.for_args(self.app, parsed_args)
+        self.args = parsed_args
+        return self.backend.select(parsed_args.instance, options.policy(parsed_args),
+                                   tuple(parsed_args.force_hosts),
+                                   tuple(parsed_args.ignore_hosts))
 
-    def exit_code(self, data) -> int:
-        return 0
-
-    def render(self, data, console):
-        ranked = Table(title=f"Targets for {data['instance']} (from {data['source']})")
-        ranked.add_column('#', justify='right')
-        ranked.add_column('host')
-        ranked.add_column('weight', justify='right')
-        ranked.add_column('time', justify='right')
-        ranked.add_column('MiB/s', justify='right')
-        ranked.add_column('bottleneck')
-        ranked.add_column('downtime', justify='right')
-        ranked.add_column('pre-pin')
-        ranked.add_column('weighers (raw / normalized x multiplier)')
+    def rows(self, data):
+        rows = []
         for i, row in enumerate(data['ranked'], 1):
             est = row['estimate']
-            parts = [f"{name} {w['raw']:g}/{w['normalized']:.2f}x{w['multiplier']:g}"
-                     for name, w in row['weighers'].items()]
-            pin = est.get('pre_pin')
-            ranked.add_row(str(i), row['host'], f"{row['weight']:.3f}",
-                           base.fmt_seconds(est['total_seconds']),
-                           f"{est['bandwidth_mibps']:.0f}", est['bottleneck'],
-                           f"{est['downtime_ms']:.0f} ms",
-                           f"node {pin['node']}" if pin else '-', '\n'.join(parts))
-        console.print(ranked)
-        if data['rejected']:
-            rejected = Table(title='Rejected')
-            rejected.add_column('host')
-            rejected.add_column('filter')
-            rejected.add_column('reason')
-            for row in data['rejected']:
-                rejected.add_row(row['host'], row['filter'], row['reason'])
-            console.print(rejected)
-        if not data['ranked']:
-            console.print('[bold red]No valid host.[/]')
+            rows.append([i, row['host'], render.Cell(row['weight'], f"{row['weight']:.3f}"),
+                         render.seconds_cell(est['total_seconds']),
+                         render.mibps_cell(est['bandwidth_mibps']), est['bottleneck'],
+                         render.ms_cell(est['downtime_ms']), est['converges'],
+                         render.Cell(est.get('pre_pin'), render.pre_pin_text(est.get('pre_pin'))),
+                         render.weighers_cell(row['weighers'])])
+        return RANKED_COLUMNS, rows
+
+    def extra_tables(self, data):
+        return [('Rejected', ['host', 'filter', 'reason'],
+                 [[r['host'], r['filter'], r['reason']] for r in data['rejected']])]
+
+    def table_notes(self, data):
+        return [] if data['ranked'] else ['No valid host.']
+
+    def outcome(self, data):
+        if data['ranked']:
+            return 0, None
+        why = f"no valid host for {data['instance']}: all {len(data['rejected'])} hosts rejected"
+        hint = explain.suggestion(self.backend, self.args.instance, options.policy(self.args),
+                                  tuple(self.args.force_hosts), tuple(self.args.ignore_hosts))
+        if hint:
+            why += f"; {hint['option']} would place it on {', '.join(hint['hosts'][:3])}"
+        return 1, render.safe(why)
 
 
-class Estimate(base.Command):
-    """Predict a live migration: bandwidth, bottleneck, time, downtime."""
+class Estimate(base.ShowOne):
+    """Predict a live migration: bandwidth, bottleneck, time, downtime.
+
+    The estimate is computed for any host; when a filter would refuse it
+    (so ``select`` would not pick it) a warning says which and why, and
+    ``rejected_by`` lists them.
+    """
 
     def add_arguments(self, parser):
         parser.add_argument('instance', help='guest name')
         parser.add_argument('--to', required=True, metavar='HOST', help='destination host')
-        base.add_inventory_argument(parser)
-        _add_policy_arguments(parser)
+        options.add_inventory_argument(parser)
+        options.add_policy_arguments(parser)
         return parser
 
     def compute(self, parsed_args):
-        if not parsed_args.inventory:
-            from kvmplace.cli import online
-            policy = {k: v for k, v in _policy(parsed_args).to_dict().items() if v is not None}
-            return online.call(online.conductor(self.app).estimate, parsed_args.instance,
-                               parsed_args.to, policy=policy or None)
-        inventory = base.load_inventory(parsed_args)
-        sched = manager.SchedulerManager(self.app.conf)
-        est = sched.estimate(inventory, parsed_args.instance, parsed_args.to,
-                             policy=_policy(parsed_args))
-        return est.to_dict()
+        back = backends.for_args(self.app, parsed_args)
+        policy = options.policy(parsed_args)
+        est = back.estimate(parsed_args.instance, parsed_args.to, policy)
+        est['rejected_by'] = explain.estimate_rejections(back, parsed_args.instance,
+                                                         parsed_args.to, policy)
+        # A person reading the table gets the warning on stderr too; the
+        # machine formats carry it in rejected_by (stderr stays clean).
+        for r in est['rejected_by'] if parsed_args.formatter == 'table' else ():
+            self.warnings.append(f"the {r['filter']} filter would reject "
+                                 f"{render.safe(parsed_args.to)}: {render.safe(r['reason'])}")
+        return est
 
-    def render(self, data, console):
-        render_estimate(data, console, title='Migration estimate')
+    def fields(self, data):
+        names, values = render.estimate_fields(
+            {k: v for k, v in data.items() if k != 'rejected_by'})
+        names.append('rejected_by')
+        values.append(render.Cell(data['rejected_by'], '; '.join(
+            f"{render.safe(r['filter'])}: {render.safe(r['reason'])}"
+            for r in data['rejected_by']) or '-'))
+        return names, values

@@ -50,8 +50,9 @@ text = st.text(alphabet=st.characters(blacklist_categories=('Cs',),
 values = st.sampled_from(HOSTS + GUESTS + NUMBERS + FILES) | text
 
 POLICY = ['--max-downtime-ms', '--bandwidth-cap-mibps', '--auto-converge', '--post-copy']
-COMMON = ['-f', '--format', '-h', '--help']
-FORMAT_VALUES = ['json', 'table', 'xml', '']
+COMMON = ['-f', '--format', '-h', '--help', '-c', '--sort-column']
+FORMAT_VALUES = ['json', 'table', 'xml', '', 'yaml', 'csv', 'value', 'shell', 'host',
+                 'weight']
 
 #: subcommand words -> the options it knows (flags and options alike: the
 #: fuzzer decides whether a value follows).
@@ -67,6 +68,8 @@ COMMANDS = {
     ('hosts', 'list'): [],
     ('hosts', 'show'): [],
     ('hosts', 'maintenance'): ['--reason'],
+    ('drains', 'list'): ['--status'],
+    ('drains', 'show'): [],
     ('doctor',): ['--timeout', '--libvirt-uri'],
     ('help',): [],
     ('complete',): ['--name', '--shell'],

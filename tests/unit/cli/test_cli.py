@@ -153,10 +153,18 @@ def test_estimate_policy_options(capsys):
 
 
 def test_select_policy_and_host_options(capsys):
-    data = json_main(capsys, 'select', 'hot1', '--inventory', SAMPLE_INVENTORY)
+    code, out, err = run_main(capsys, 'select', 'hot1', '--inventory', SAMPLE_INVENTORY,
+                              '-f', 'json')
+    data = json.loads(out)
     # hot1 dirties 400 MiB/s: every host left is rejected as not converging.
     assert data['ranked'] == []
     assert {r['filter'] for r in data['rejected']} >= {'convergence'}
+    # "No valid host" is a failure: exit 1, one error line saying which
+    # policy option would place the guest.
+    assert code == 1
+    assert err.splitlines() == [
+        'kvmplace: error: no valid host for hot1: all 7 hosts rejected; '
+        '--auto-converge would place it on cn-a, cn-c, cn-d']
     data = json_main(capsys, 'select', 'hot1', '--post-copy', '--ignore-host', 'cn-c',
                      '--inventory', SAMPLE_INVENTORY)
     # Left: cn-a (10 GbE, faster, more free RAM) ahead of cn-d (1 GbE).
@@ -170,7 +178,7 @@ def test_estimate_table(capsys):
     code, out, err = run_main(capsys, 'estimate', 'vm1', '--to', 'cn-b',
                               '--inventory', SAMPLE_INVENTORY)
     assert (code, err) == (0, '')
-    for text in ('300.0 MiB/s (stream-bound)', 'pre-pin', 'node 1', 'converges'):
+    for text in ('300.0 MiB/s (stream-bound)', 'pre_pin', 'node 1', 'converges'):
         assert text in out
 
 
