@@ -88,7 +88,8 @@ def follow_drain(app, api, drain_id: str, show: bool) -> dict:
                 info = m['status'] if m['status'] != MigrationStatus.MIGRATING else (
                     f"{prog.get('phase', '')} {prog.get('mibps') or 0:.0f} MiB/s "
                     f"ETA {render.fmt_seconds(prog['eta_seconds'])}"
-                    if prog.get('eta_seconds') is not None else prog.get('phase', 'migrating'))
+                    if prog.get('eta_seconds') is not None
+                    else prog.get('phase', MigrationStatus.MIGRATING.value))
                 bar.update(tasks[key], completed=pct, info=shown(info), description=label)
             plan = rec.get('plan') or {}
             done = sum(1 for m in migs if m['status'] == MigrationStatus.COMPLETED)
