@@ -58,39 +58,50 @@ def test_a_restarted_source_agent_does_not_make_the_conductor_give_up(conf, db, 
 
 
 class UnreachableDestination(fakes.FakeAgents):
-    """post_verify cannot reach the destination until ``back`` is set."""
+    """post_verify cannot reach the destination until ``back`` is set.
 
-    def __init__(self, *args, **kwargs):
+    With ``hold_second_ask`` the second post_verify call waits for
+    ``release`` before answering: the workflow's back-off runs on a
+    FakeClock (no real time passes), so without this hold its whole
+    answer_timeout_seconds budget could pass before the test thread looks
+    at the record, and the test would race the workflow."""
+
+    def __init__(self, *args, hold_second_ask: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.back = threading.Event()
+        self.second_ask = threading.Event()
+        self.release = threading.Event()
+        self.hold_second_ask = hold_second_ask
         self.asked = 0
 
     def post_verify(self, ctxt, host, **kwargs):
         self.asked += 1
+        if self.asked == 2 and self.hold_second_ask:
+            self.second_ask.set()
+            assert self.release.wait(60), 'the test never released the second ask'
         if not self.back.is_set():
             raise TimeoutError(f'{host} does not answer')
         return super().post_verify(ctxt, host, **kwargs)
 
 
-def _start(conf, db, cloud, timeout_s: int):
+def _start(conf, db, cloud, timeout_s: int, hold_second_ask: bool = False):
     conf.set_override('answer_timeout_seconds', timeout_s, group='conductor')
-    agents = UnreachableDestination(cloud, migrate_seconds=0.2)
+    agents = UnreachableDestination(cloud, migrate_seconds=0.2,
+                                    hold_second_ask=hold_second_ask)
     mgr, _ = make(conf, db, cloud, agents=agents)
     return mgr, agents, mgr.migrate({}, 'vm1', dest='h2')
 
 
 def test_verification_waits_for_a_destination_that_comes_back(conf, db, cloud):
-    mgr, agents, rec = _start(conf, db, cloud, timeout_s=120)
-    deadline = time.monotonic() + 30
-    while agents.asked < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    mgr, agents, rec = _start(conf, db, cloud, timeout_s=120, hold_second_ask=True)
+    assert agents.second_ask.wait(30), 'post_verify was not asked again'
     now = mgr.get_migration({}, rec['id'])
     assert now['status'] == 'verifying', now            # no rollback, no failure
     failed = [s for s in now['steps'] if s['name'] == 'post_verify' and s['finished_at']]
     assert failed and all(s['status'] == 'failed' for s in failed)
     assert 'does not answer' in failed[0]['message']
     agents.back.set()
+    agents.release.set()
     final = wait_final(mgr, rec['id'], timeout=60)
     assert final['status'] == 'completed', final
     assert [s['status'] for s in final['steps'] if s['name'] == 'post_verify'][-1] == 'ok'
