@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from kvmplace import objects
+from kvmplace import resources
 
 BOTTLENECKS = ('link', 'stream', 'source-numa', 'dest-numa', 'cap')
 
@@ -125,7 +126,7 @@ def link_term(path_mbps: float, source_health: float, params: ModelParams,
         # nodes scale.
         stream = max(stream, learned_mibps)
     else:
-        best = objects.mbps_to_mibps(path_mbps) * params.link_efficiency * link_share
+        best = resources.link_mibps(path_mbps, params.link_efficiency, link_share)
         label = 'link'
         if stream < best:
             best, label = stream, 'stream'

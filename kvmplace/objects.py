@@ -12,16 +12,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-MIB_PER_MBIT = 1e6 / 8 / 2 ** 20
-"""MiB/s carried by one megabit per second (0.1192)."""
-
-
-def mbps_to_mibps(mbps: float) -> float:
-    return mbps * MIB_PER_MBIT
-
-
-def mibps_to_mbps(mibps: float) -> float:
-    return mibps / MIB_PER_MBIT
+from kvmplace import resources
+# Unit conversions live with the resource arithmetic; kept importable here.
+from kvmplace.resources import MIB_PER_MBIT, mbps_to_mibps, mibps_to_mbps  # noqa: F401
 
 
 def parse_cpu_list(text: str) -> tuple[int, ...]:
@@ -116,9 +109,7 @@ class NumaNode(_Dict):
 
     @property
     def health(self) -> float:
-        if not self.bandwidth_mibps or not self.baseline_mibps:
-            return 1.0
-        return min(1.0, self.bandwidth_mibps / self.baseline_mibps)
+        return resources.node_health(self.bandwidth_mibps, self.baseline_mibps)
 
     @property
     def cpu_ids(self) -> tuple[int, ...]:
@@ -141,13 +132,16 @@ class Host(_Dict):
     up: bool = True
     updated_at: Optional[float] = None
 
-    @property
-    def free_memory_mib(self) -> int:
-        return self.memory_mib - self.memory_used_mib
+    def free_ram_mib(self, ram_allocation_ratio: float = 1.0,
+                     reserved_host_memory_mib: float = 0.0) -> float:
+        """:func:`kvmplace.resources.free_ram_mib` of this host."""
+        return resources.free_ram_mib(self.memory_mib, self.memory_used_mib,
+                                      ram_allocation_ratio, reserved_host_memory_mib)
 
-    @property
-    def free_vcpus(self) -> int:
-        return self.vcpus - self.vcpus_used
+    def free_vcpus(self, cpu_allocation_ratio: float) -> float:
+        """:func:`kvmplace.resources.free_vcpus` of this host (the ratio is
+        required: a count without it disagreed with the vCPU filter)."""
+        return resources.free_vcpus(self.vcpus, self.vcpus_used, cpu_allocation_ratio)
 
     def node(self, node_id: int) -> Optional[NumaNode]:
         for node in self.numa:

@@ -18,6 +18,7 @@ import libvirt
 import oslo_messaging as messaging
 
 from kvmplace import objects
+from kvmplace import resources
 from kvmplace.agent import cpu
 from kvmplace.agent import guest as guestmod
 from kvmplace.agent import host as host_mod
@@ -127,15 +128,17 @@ class AgentManager:
                                                       other['uuid'] == guest['uuid'])
             if same and not other.get('incoming'):
                 return f"a guest {other['name']} ({other['uuid']}) is already defined here"
-        mem_limit = state['memory_mib'] * sched.ram_allocation_ratio - \
-            sched.reserved_host_memory_mib
-        if state['memory_used_mib'] + guest['memory_mib'] > mem_limit:
+        free_mib = resources.free_ram_mib(state['memory_mib'], state['memory_used_mib'],
+                                          sched.ram_allocation_ratio,
+                                          sched.reserved_host_memory_mib)
+        if free_mib < guest['memory_mib']:
             return (f"not enough memory: {guest['memory_mib']} MiB needed, "
-                    f"{max(0, mem_limit - state['memory_used_mib']):.0f} MiB free")
-        cpu_limit = state['vcpus'] * sched.cpu_allocation_ratio
-        if state['vcpus_used'] + guest['vcpus'] > cpu_limit:
+                    f"{max(0, free_mib):.0f} MiB free")
+        free_vcpus = resources.free_vcpus(state['vcpus'], state['vcpus_used'],
+                                          sched.cpu_allocation_ratio)
+        if free_vcpus < guest['vcpus']:
             return (f"not enough vCPUs: {guest['vcpus']} needed, "
-                    f"{max(0, cpu_limit - state['vcpus_used']):.0f} free")
+                    f"{max(0, free_vcpus):.0f} free")
         return cpu.refusal(self._conn(), state['cpu_model'], guest, source_model)
 
     @_boundary

@@ -27,6 +27,7 @@ import xml.etree.ElementTree as ET
 from typing import Callable, Optional
 
 from kvmplace import objects
+from kvmplace import resources
 
 LOG = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -137,7 +138,7 @@ class Topology:
             if node.get('baseline_mibps') is None and node.get('bandwidth_mibps') is not None:
                 node['baseline_mibps'] = round(baseline, 1) if baseline else None
             bw, base = node.get('bandwidth_mibps'), node.get('baseline_mibps')
-            node['health'] = round(min(1.0, bw / base), 4) if bw and base else 1.0
+            node['health'] = round(resources.node_health(bw, base), 4)
 
     def record(self, measured: dict[int, float]) -> None:
         self.measured = dict(measured)

@@ -200,12 +200,14 @@ def _numa_table(host: str, nodes: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from kvmplace import resources
+
     table = Table(title=f"{host} NUMA nodes")
     for column in ("id", "cpus", "memory MiB", "bandwidth MiB/s", "baseline MiB/s",
                    "health"):
         table.add_column(column)
     for node in nodes:
-        health = node["bandwidth_mibps"] / node["baseline_mibps"]
+        health = resources.node_health(node["bandwidth_mibps"], node["baseline_mibps"])
         table.add_row(str(node["id"]), node["cpus"], str(node["memory_mib"]),
                       str(node["bandwidth_mibps"]), str(node["baseline_mibps"]),
                       f"{health:.2f}")

@@ -15,8 +15,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from kvmplace import objects
-
 
 @dataclass
 class Slot:
@@ -87,9 +85,3 @@ class Admission:
             if self.slots.pop(migration_id, None) is not None:
                 self._cond.notify_all()
 
-
-def link_capacity_fn(topology, efficiency: float, reserve_fraction: float):
-    def capacity(link: tuple) -> float:
-        return (objects.mbps_to_mibps(topology.capacity_mbps(link)) * efficiency
-                * (1.0 - reserve_fraction))
-    return capacity

@@ -13,6 +13,7 @@ from typing import Optional
 
 from kvmplace import inventory as inv_mod
 from kvmplace import objects
+from kvmplace import resources
 
 
 def build_inventory(host_rows: list[dict], active_migrations: list[dict],
@@ -27,7 +28,7 @@ def build_inventory(host_rows: list[dict], active_migrations: list[dict],
         host = objects.Host.from_dict({**state, 'name': row['name']})
         reported = row.get('reported_at')
         host.updated_at = reported
-        host.up = reported is not None and (now - reported) <= host_down_seconds
+        host.up = resources.host_is_up(reported, now, host_down_seconds)
         host.maintenance = bool(row.get('maintenance')) or bool(state.get('maintenance'))
         host.enabled = not row.get('disabled') and state.get('enabled', True)
         hosts[host.name] = host

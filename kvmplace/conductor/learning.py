@@ -29,6 +29,7 @@ from typing import Callable, Optional
 
 from kvmplace import estimator
 from kvmplace import objects
+from kvmplace import resources
 from kvmplace import topology as topo
 from kvmplace.exception import DatabaseError
 from kvmplace.status import JobOutcome
@@ -39,7 +40,7 @@ LOG = logging.getLogger(__name__)
 def nominal_mibps(path_mbps: float, params: estimator.ModelParams) -> float:
     """What the model gives a path with nothing learned: its rate x link
     efficiency, at most what the migration streams carry."""
-    return min(objects.mbps_to_mibps(path_mbps) * params.link_efficiency,
+    return min(resources.link_mibps(path_mbps, params.link_efficiency),
                params.stream_cap_mibps * params.multifd_connections)
 
 

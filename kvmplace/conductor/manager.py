@@ -19,6 +19,7 @@ from concurrent import futures
 from typing import Optional
 
 from kvmplace import objects
+from kvmplace import resources
 from kvmplace.conductor import admission as adm
 from kvmplace.conductor import clock as clock_mod
 from kvmplace.conductor import hoststate
@@ -373,12 +374,13 @@ def _parse_iso(text: Optional[str]) -> Optional[dt.datetime]:
 def _host_summary(row: dict, now: float, down_after: float) -> dict:
     state = row.get('state') or {}
     reported = row.get('reported_at')
-    age = None if reported is None else now - reported
+    age = resources.report_age_seconds(reported, now)
     guests = state.get('instances') or []
-    health = [n.get('bandwidth_mibps') / n['baseline_mibps'] for n in state.get('numa') or []
+    health = [resources.node_health(n.get('bandwidth_mibps'), n['baseline_mibps'])
+              for n in state.get('numa') or []
               if n.get('bandwidth_mibps') and n.get('baseline_mibps')]
     return {'name': row['name'],
-            'up': age is not None and age <= down_after,
+            'up': resources.host_is_up(reported, now, down_after),
             'seconds_since_report': None if age is None else round(age, 1),
             'maintenance': bool(row.get('maintenance')),
             'maintenance_reason': row.get('maintenance_reason'),

@@ -13,6 +13,7 @@ import threading
 from typing import Optional
 
 from kvmplace import objects
+from kvmplace import resources
 from kvmplace import topology as topo
 from kvmplace.conductor import hoststate
 from kvmplace.conductor import learning
@@ -56,6 +57,6 @@ class Snapshots:
     def link_capacity_mibps(self, link: tuple) -> float:
         """What admission may put on ``link``: its nominal rate x link
         efficiency, minus the configured reserve (effective MiB/s)."""
-        return (objects.mbps_to_mibps(self.topology().capacity_mbps(link))
-                * self.conf.estimator.link_efficiency
-                * (1.0 - self.conf.conductor.link_reserve_fraction))
+        return resources.link_mibps(self.topology().capacity_mbps(link),
+                                    self.conf.estimator.link_efficiency,
+                                    1.0 - self.conf.conductor.link_reserve_fraction)

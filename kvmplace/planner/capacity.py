@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from kvmplace import objects
+from kvmplace import resources
 
 
 class Capacity:
@@ -15,10 +16,11 @@ class Capacity:
         self.reserved = s.reserved_host_memory_mib
 
     def free_mib(self, host: objects.Host) -> float:
-        return host.memory_mib * self.ram_ratio - self.reserved - host.memory_used_mib
+        return resources.free_ram_mib(host.memory_mib, host.memory_used_mib,
+                                      self.ram_ratio, self.reserved)
 
     def free_vcpus(self, host: objects.Host) -> float:
-        return host.vcpus * self.cpu_ratio - host.vcpus_used
+        return resources.free_vcpus(host.vcpus, host.vcpus_used, self.cpu_ratio)
 
     def fits(self, inst: objects.Instance, dest: str) -> bool:
         host = self.inventory.hosts[dest]

@@ -23,6 +23,7 @@ from typing import Optional
 
 from kvmplace import estimator
 from kvmplace import objects
+from kvmplace import resources
 from kvmplace import topology as topo
 from kvmplace.exception import KvmplaceError, NotFound
 from kvmplace.planner import capacity as cap
@@ -122,7 +123,7 @@ def candidate_hosts(inventory: objects.Inventory, topology: topo.Topology, host:
         if learned:      # estimator.link_term: it replaces link and stream cap
             bound = min(learned, health * max(stream, learned))
         else:            # health <= 1: below the stream cap too
-            bound = min(objects.mbps_to_mibps(widths[h.name]) * params.link_efficiency,
+            bound = min(resources.link_mibps(widths[h.name], params.link_efficiency),
                         health * stream)
         rows.append((-bound, -free, h.name, h))
     if len(rows) <= limit:

@@ -36,6 +36,7 @@ import numpy as np
 
 from kvmplace import estimator
 from kvmplace import objects
+from kvmplace import resources
 from kvmplace import topology as topo
 from kvmplace.scheduler import batch
 
@@ -129,8 +130,8 @@ class LinkLedger:
 def link_capacity(topology: topo.Topology, params: estimator.ModelParams,
                   reserve_fraction: float = 0.0) -> Callable[[tuple], float]:
     def capacity(link: tuple) -> float:
-        return (objects.mbps_to_mibps(topology.capacity_mbps(link)) * params.link_efficiency
-                * (1.0 - reserve_fraction))
+        return resources.link_mibps(topology.capacity_mbps(link), params.link_efficiency,
+                                    1.0 - reserve_fraction)
     return capacity
 
 

@@ -75,7 +75,10 @@ def test_best_node_prefers_health_then_room_then_lower_id():
 
 def test_free_figures():
     host = objects.Host(name='h', vcpus=8, vcpus_used=3, memory_mib=1000, memory_used_mib=400)
-    assert (host.free_vcpus, host.free_memory_mib) == (5, 600)
+    assert (host.free_vcpus(1.0), host.free_ram_mib()) == (5, 600)
+    # The allocation ratio applies, as the vcpu filter applies it.
+    assert host.free_vcpus(4.0) == 29
+    assert host.free_ram_mib(1.5, 100) == 1000
     assert objects.Instance('i', 'h', 1024, disk_gib=2, shared_storage=False).disk_mib == 2048
     assert objects.Instance('i', 'h', 1024, disk_gib=2).disk_mib == 0
 

@@ -4,6 +4,7 @@ Usable memory is ``memory_mib x ram_allocation_ratio - reserved``; the
 default ratio 1.0 means no overcommit, which suits migration targets: an
 overcommitted destination swaps while pages arrive and stalls the copy.
 """
+from kvmplace import resources
 from kvmplace.scheduler.filters import BaseFilter, split
 
 
@@ -12,8 +13,8 @@ class RamFilter(BaseFilter):
     @staticmethod
     def free_mib(host, spec) -> float:
         s = spec.options
-        return (host.memory_mib * s.ram_allocation_ratio - s.reserved_host_memory_mib
-                - host.memory_used_mib)
+        return resources.free_ram_mib(host.memory_mib, host.memory_used_mib,
+                                      s.ram_allocation_ratio, s.reserved_host_memory_mib)
 
     def host_passes(self, host, spec) -> bool:
         return self.free_mib(host, spec) >= spec.instance.memory_mib
@@ -22,7 +23,8 @@ class RamFilter(BaseFilter):
         s = spec.options
         ratio, reserved = s.ram_allocation_ratio, s.reserved_host_memory_mib
         need = spec.instance.memory_mib
-        return split(hosts, [host.memory_mib * ratio - reserved - host.memory_used_mib >= need
+        free = resources.free_ram_mib
+        return split(hosts, [free(host.memory_mib, host.memory_used_mib, ratio, reserved) >= need
                              for host in hosts])
 
     def reason(self, host, spec) -> str:

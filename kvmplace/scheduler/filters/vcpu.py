@@ -1,4 +1,5 @@
 """Reject hosts without room for the guest's vCPUs (with cpu_allocation_ratio)."""
+from kvmplace import resources
 from kvmplace.scheduler.filters import BaseFilter, split
 
 
@@ -6,7 +7,8 @@ class VcpuFilter(BaseFilter):
 
     @staticmethod
     def free_vcpus(host, spec) -> float:
-        return host.vcpus * spec.options.cpu_allocation_ratio - host.vcpus_used
+        return resources.free_vcpus(host.vcpus, host.vcpus_used,
+                                    spec.options.cpu_allocation_ratio)
 
     def host_passes(self, host, spec) -> bool:
         return self.free_vcpus(host, spec) >= spec.instance.vcpus
@@ -14,7 +16,9 @@ class VcpuFilter(BaseFilter):
     def filter_all(self, hosts, spec):
         ratio = spec.options.cpu_allocation_ratio
         need = spec.instance.vcpus
-        return split(hosts, [host.vcpus * ratio - host.vcpus_used >= need for host in hosts])
+        free = resources.free_vcpus
+        return split(hosts, [free(host.vcpus, host.vcpus_used, ratio) >= need
+                             for host in hosts])
 
     def reason(self, host, spec) -> str:
         return (f'needs {spec.instance.vcpus} vCPUs, host has '

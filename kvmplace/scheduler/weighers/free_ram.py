@@ -1,4 +1,5 @@
 """Raw: MiB left free on the host after the guest lands (Nova's RAMWeigher)."""
+from kvmplace import resources
 from kvmplace.scheduler.weighers import BaseWeigher
 
 
@@ -7,12 +8,14 @@ class FreeRamWeigher(BaseWeigher):
 
     def weigh(self, host, spec) -> float:
         s = spec.options
-        return (host.memory_mib * s.ram_allocation_ratio - s.reserved_host_memory_mib
-                - host.memory_used_mib - spec.instance.memory_mib)
+        return (resources.free_ram_mib(host.memory_mib, host.memory_used_mib,
+                                       s.ram_allocation_ratio, s.reserved_host_memory_mib)
+                - spec.instance.memory_mib)
 
     def weigh_all(self, hosts, spec) -> list[float]:
         s = spec.options
         ratio, reserved = s.ram_allocation_ratio, s.reserved_host_memory_mib
         need = spec.instance.memory_mib
-        return [float(host.memory_mib * ratio - reserved - host.memory_used_mib - need)
+        free = resources.free_ram_mib
+        return [float(free(host.memory_mib, host.memory_used_mib, ratio, reserved) - need)
                 for host in hosts]
