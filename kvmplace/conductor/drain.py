@@ -26,6 +26,7 @@ from typing import Optional
 
 from kvmplace.conductor import clock as clock_mod
 from kvmplace.conductor import retry
+from kvmplace.conductor.db.api import LeaseLost
 from kvmplace.exception import DatabaseError, KvmplaceError, NotFound
 from kvmplace.planner import drain as drain_plan
 from kvmplace.planner import rebalance as rebalance_plan
@@ -57,6 +58,9 @@ class DrainExecutor:
         self.poll = poll_seconds
         self.clock = clock
         self.stop = threading.Event()
+        self.thread: Optional[threading.Thread] = None
+        #: the conductor holding this record's lease (kvmplace.conductor.leases)
+        self.owner: Optional[str] = getattr(ctx, 'owner', None)
         self._planned_for: Optional[tuple] = None
         self._planned_at = 0.0
 
@@ -65,7 +69,7 @@ class DrainExecutor:
         return self.db.list_migrations(drain_id=self.drain_id, limit=100000)
 
     def _save(self, **fields) -> dict:
-        return self.db.update_drain(self.drain_id, **fields)
+        return self.db.update_drain(self.drain_id, owner=self.owner, **fields)
 
     def _busy(self, running: list[dict], topology) -> list[tuple]:
         busy = []
@@ -105,6 +109,8 @@ class DrainExecutor:
                 if ended:
                     break
                 self.clock.wait(self.stop, self.poll)
+        except LeaseLost as exc:
+            LOG.warning('drain %s: %s; leaving it to that conductor', self.drain_id[:8], exc)
         except Exception as exc:  # noqa: BLE001 - the drain record says why
             LOG.exception('drain %s failed', self.drain_id[:8])
             self._save(status=DrainStatus.FAILED, error=str(exc).splitlines()[0])
@@ -113,6 +119,8 @@ class DrainExecutor:
     def _look(self) -> bool:
         """The record, then one tick if it still runs; True when it ended."""
         record = self.db.get_drain(self.drain_id)
+        if self.owner is not None and record.get('lease_owner') not in (None, self.owner):
+            raise LeaseLost(f"drain {self.drain_id} is owned by {record['lease_owner']} now")
         return record['status'] != DrainStatus.RUNNING or self._tick(record)
 
     def _tick(self, record: dict) -> bool:
@@ -246,7 +254,7 @@ def start_drain(ctx, host: str, dry_run: bool = False) -> dict:
                            reserve_fraction=ctx.conf.conductor.link_reserve_fraction)
     if dry_run:
         return plan
-    record = ctx.db.create_drain('drain', host, {'initial': plan})
+    record = ctx.db.create_drain('drain', host, {'initial': plan}, **_lease(ctx))
     ctx.db.set_maintenance(host, True, f'drain {record["id"]}')
     ctx.start_executor(record['id'])
     return ctx.db.get_drain(record['id'])
@@ -262,6 +270,13 @@ def start_rebalance(ctx, threshold: float, dry_run: bool = False) -> dict:
         raise KvmplaceError('nothing to do: memory use is within the threshold and no guest '
                             'sits on a slow-memory host')
     moves = [{'instance': m['instance'], 'dest': m['dest']} for m in plan['migrations']]
-    record = ctx.db.create_drain('rebalance', None, {'initial': plan, 'moves': moves})
+    record = ctx.db.create_drain('rebalance', None, {'initial': plan, 'moves': moves},
+                                 **_lease(ctx))
     ctx.start_executor(record['id'])
     return ctx.db.get_drain(record['id'])
+
+
+def _lease(ctx) -> dict:
+    """The new record's lease: the conductor creating it drives it."""
+    fields = getattr(ctx, 'lease_fields', None)
+    return fields() if fields is not None else {}

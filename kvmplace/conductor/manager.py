@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import socket
 import threading
 from concurrent import futures
 from typing import Optional
 
 from kvmplace import objects
 from kvmplace import resources
-from kvmplace.conductor import admission as adm
 from kvmplace.conductor import clock as clock_mod
 from kvmplace.conductor import hoststate
 from kvmplace.conductor import learning
+from kvmplace.conductor import leases as leases_mod
 from kvmplace.conductor import locator as locator_mod
 from kvmplace.conductor import notifications
 from kvmplace.conductor import retry
@@ -52,21 +53,27 @@ class ConductorManager:
         self.snapshots = snapshots_mod.Snapshots(
             conf, db, scheduler, hoststate.load_links(conf.conductor.topology_file))
         self._stopping = threading.Event()
+        #: this conductor's name in the records it owns (kvmplace.conductor.leases)
+        self.owner = conf.conductor.host or socket.gethostname()
+        self.leases = leases_mod.Leases(db, self.owner, conf.conductor.takeover_seconds, clock)
         self.parts = wf.Collaborators(
             conf=conf, db=db, agents=agents, scheduler=scheduler,
-            admission=adm.Admission(
+            admission=leases_mod.SharedAdmission(
                 conf.conductor.max_concurrent_per_source, conf.conductor.max_concurrent_per_dest,
-                conf.conductor.max_concurrent_total, self.snapshots.link_capacity_mibps),
+                conf.conductor.max_concurrent_total, self.snapshots.link_capacity_mibps,
+                db=db, owner=self.owner),
             snapshots=self.snapshots,
             locator=locator_mod.Locator(db, agents, clock),
             learner=learning.Learner(conf, db, scheduler, self.snapshots.topology),
             notifications=notifications.Notifications(notifier),
-            waiters=wf.Waiters(clock), stopping=self._stopping, clock=clock)
+            waiters=wf.Waiters(clock), stopping=self._stopping, clock=clock,
+            leases=self.leases)
         self._pool = futures.ThreadPoolExecutor(conf.conductor.workers,
                                                 thread_name_prefix='migration')
         self._running: dict[str, futures.Future] = {}
         self._lost_casts, self._lost_warned = 0, -1e9   # see _cast_not_stored
         self._executors: dict = {}
+        self._adopt_lock = threading.Lock()
 
     @property
     def agents(self):
@@ -109,18 +116,61 @@ class ConductorManager:
         return None
 
     def recover(self) -> list[str]:
-        """Resume every unfinished migration (called once at start)."""
+        """Resume the unfinished migrations and drains nobody drives: at
+        start, and then periodically (start_leases). Only records whose
+        lease expired (their conductor died), that have no owner, or that
+        name this conductor with nothing here driving them are claimed
+        (kvmplace.conductor.leases); another live conductor's records are
+        left alone. A claimed record resumes through the workflow's own
+        recovery (workflow.RESUME)."""
         resumed = []
-        for rec in self.db.unfinished_migrations():
-            LOG.info('recovering migration %s of %s (was %s)', rec['id'][:8], rec['instance'],
-                     rec['status'])
-            self.start_workflow(rec['id'])
-            resumed.append(rec['id'])
-        for drain in self.db.list_drains(DrainStatus.RUNNING):
-            LOG.info('resuming %s %s', drain['kind'], drain['id'][:8])
-            self.start_executor(drain['id'])
-            resumed.append(drain['id'])
+        with self._adopt_lock:
+            running = self._driven()
+            for rec in self.leases.adoptable('migrations', running['migrations']):
+                if not self.leases.claim('migrations', rec['id']):
+                    continue            # another conductor was faster
+                LOG.info('recovering migration %s of %s (was %s, owner %s)', rec['id'][:8],
+                         rec['instance'], rec['status'], rec.get('lease_owner') or 'none')
+                self.start_workflow(rec['id'])
+                resumed.append(rec['id'])
+            for drain in self.leases.adoptable('drains', running['drains']):
+                if not self.leases.claim('drains', drain['id']):
+                    continue
+                LOG.info('resuming %s %s (owner was %s)', drain['kind'], drain['id'][:8],
+                         drain.get('lease_owner') or 'none')
+                self.start_executor(drain['id'])
+                resumed.append(drain['id'])
         return resumed
+
+    def _driven(self) -> dict[str, set]:
+        """The records a thread of this process drives now."""
+        return {'migrations': {mid for mid, fut in list(self._running.items())
+                               if not fut.done()},
+                'drains': {did for did, ex in list(self._executors.items())
+                           if ex.thread is not None and ex.thread.is_alive()}}
+
+    def _lost(self, table: str, ids: set) -> None:
+        """Another conductor adopted these: stop following them here (a
+        workflow finds out at its next write or look: LeaseLost)."""
+        LOG.warning('%s %s adopted by another conductor', table,
+                    ', '.join(i[:8] for i in sorted(ids)))
+        if table == 'drains':
+            for did in ids:
+                executor = self._executors.get(did)
+                if executor is not None:
+                    executor.stop.set()
+
+    def start_leases(self) -> leases_mod.Keeper:
+        """Renew this conductor's leases and adopt orphaned records, in a
+        thread, until stop()."""
+        keeper = leases_mod.Keeper(self.leases, self._driven, self.recover, self._lost,
+                                   self._stopping)
+        keeper.start()
+        return keeper
+
+    def lease_fields(self) -> dict:
+        """The lease a record this conductor creates starts with."""
+        return {'lease_owner': self.owner, 'lease_expires': self.leases.expiry()}
 
     def stopping(self) -> bool:
         """True once stop() was called: workflows stop waiting (wf.Interrupted)."""
@@ -184,6 +234,15 @@ class ConductorManager:
             return
         rec, progress = found
         migration_id = rec['id']
+        if not self.leases.owns(rec):
+            # Another conductor drives it: store the progress, which its
+            # owner reads (workflow._stored_word); no waiter here.
+            data = dict(progress, step_id=(rec.get('progress') or {}).get('step_id'))
+            try:
+                self.db.update_migration(migration_id, progress=data)
+            except db_api.DatabaseError as exc:
+                self._cast_not_stored('migration progress', exc)
+            return
         waiter = self.parts.waiters.get(migration_id)
         waiter.heard()
         step_id = (rec.get('progress') or {}).get('step_id')
@@ -202,8 +261,16 @@ class ConductorManager:
 
     def migration_finished(self, ctxt, migration_id: str, result: dict) -> None:
         found = self._agent_cast('migration_finished', migration_id, v.result, result)
-        if found is not None:
-            self.parts.waiters.get(found[0]['id']).finish(found[1])
+        if found is None:
+            return
+        if not self.leases.owns(found[0]):
+            # Not ours: keep it in the record for the owner to read.
+            try:
+                leases_mod.store_result(self.db, found[0]['id'], found[1])
+            except db_api.DatabaseError as exc:
+                self._cast_not_stored('migration result', exc)
+            return
+        self.parts.waiters.get(found[0]['id']).finish(found[1])
 
     # -- RPC: for clients -----------------------------------------------------
     def select_destinations(self, ctxt, instance: str, policy: Optional[dict] = None,
@@ -242,8 +309,9 @@ class ConductorManager:
             if dest == inst.host:
                 raise KvmplaceError(f'instance "{instance}" already runs on "{dest}"')
         rec = self.db.create_migration(instance, inst.host, dest, policy_dict,
-                                       drain_id=drain_id, conductor=self.conf.conductor.host,
-                                       instance_uuid=inst.uuid)
+                                       drain_id=drain_id, conductor=self.owner,
+                                       instance_uuid=inst.uuid,
+                                       lease_expires=self.leases.expiry())
         self.start_workflow(rec['id'])
         return rec
 
@@ -270,8 +338,9 @@ class ConductorManager:
         from kvmplace.conductor import drain as drain_exec
         executor = drain_exec.DrainExecutor(self, drain_id, clock=self.clock)
         self._executors[drain_id] = executor
-        threading.Thread(target=executor.run, name=f'drain-{drain_id[:8]}',
-                         daemon=True).start()
+        executor.thread = threading.Thread(target=executor.run, name=f'drain-{drain_id[:8]}',
+                                           daemon=True)
+        executor.thread.start()
 
     def drain(self, ctxt, host: str, dry_run: bool = False) -> dict:
         from kvmplace.conductor import drain as drain_exec

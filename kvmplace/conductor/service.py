@@ -46,6 +46,7 @@ def run(conf) -> int:
     resumed = manager.recover()
     if resumed:
         LOG.info('resumed %d unfinished migrations', len(resumed))
+    manager.start_leases()
     sig = service.wait_for_signal()
     LOG.info('stopping on signal %s', sig)
     server.stop()

@@ -75,6 +75,8 @@ class Waiter:
         self.result: Optional[dict] = None
         self.last_heard = clock.monotonic()
         self.phase: Optional[str] = None
+        #: the progress another conductor stored last (MigrationWorkflow._stored_word)
+        self.stored_progress: Optional[dict] = None
 
     def heard(self) -> None:
         self.last_heard = self.clock.monotonic()
@@ -119,6 +121,8 @@ class Collaborators:
     waiters: Waiters
     stopping: threading.Event      # set when the conductor stops
     clock: clock_mod.Clock = clock_mod.REAL
+    #: kvmplace.conductor.leases.Leases: whose records these are (None: no checks)
+    leases: Any = None
 
 
 class MigrationWorkflow:
@@ -137,8 +141,13 @@ class MigrationWorkflow:
     def record(self) -> dict:
         return self.db.get_migration(self.mid, steps=False)
 
+    def owner(self) -> Optional[str]:
+        return self.parts.leases.owner if self.parts.leases is not None else None
+
     def set(self, **fields: Any) -> dict:
-        rec = self.db.update_migration(self.mid, **fields)
+        """Change the record - only while this conductor holds its lease
+        (else db_api.LeaseLost: another conductor drives it now)."""
+        rec = self.db.update_migration(self.mid, self.owner(), **fields)
         if 'status' in fields:
             LOG.info('migration %(id)s of %(inst)s: %(status)s',
                      {'id': self.mid[:8], 'inst': rec['instance'], 'status': fields['status']})
@@ -180,11 +189,17 @@ class MigrationWorkflow:
     def run(self) -> dict:
         """Drive the record from wherever it stands to a final status: the
         handler for its status (:data:`RESUME`) takes it from there."""
+        lost = False
         try:
             rec = self.record()
             RESUME[MS(rec['status'])](self, rec)
         except Interrupted:
             raise                       # the record stays for recovery: no outcome
+        except db_api.LeaseLost as exc:
+            # Another conductor adopted the record: it drives the guest
+            # now. Touch nothing (no abort, no unpinning, no slot release).
+            LOG.warning('migration %s: %s; leaving it to that conductor', self.mid[:8], exc)
+            lost = True
         except Aborted:
             rec = self.record()
             if rec['status'] in BEFORE_COPY_STATUSES:
@@ -203,9 +218,12 @@ class MigrationWorkflow:
                 self._undo_pin(rec)
                 self.set(status=MS.FAILED, error=_reason(exc))
         finally:
-            self.parts.admission.release(self.mid)
+            if not lost:
+                self.parts.admission.release(self.mid)
             self.parts.waiters.forget(self.mid)
         final = self.db.get_migration(self.mid)
+        if lost:
+            return final
         self.parts.notifications.final(final)
         return final
 
@@ -375,6 +393,9 @@ class MigrationWorkflow:
                 return waiter.result or {'status': JobOutcome.FAILED, 'error': 'empty result'}
             if self.parts.stopping.is_set():
                 raise Interrupted()
+            stored = self._stored_word(waiter)
+            if stored is not None:
+                return stored
             if not abort_sent and self.abort_requested():
                 abort_sent = True
                 self.event('abort', rec['source'], message='abort requested')
@@ -416,6 +437,25 @@ class MigrationWorkflow:
                 if resumed or silent >= quiet_after * 2:
                     return {'status': JobOutcome.FAILED,
                             'error': 'the source agent has no job for this migration'}
+
+    def _stored_word(self, waiter: Waiter) -> Optional[dict]:
+        """What other conductors received for this migration (agents cast
+        to any conductor on the topic): progress they stored counts as
+        word from the agent, a result they stored is the outcome
+        (leases.store_result). Raises LeaseLost once another conductor
+        owns the record."""
+        if self.parts.leases is None:
+            return None
+        now = self.record()
+        if now.get('lease_owner') not in (None, self.owner()):
+            raise db_api.LeaseLost(f"migration {self.mid} is owned by {now['lease_owner']} now")
+        if now.get('result'):
+            return now['result']
+        progress = now.get('progress')
+        if progress and progress != waiter.stored_progress:
+            waiter.stored_progress = progress
+            waiter.heard()
+        return None
 
     def _resume_migrating(self, rec: dict) -> None:
         self.event('recovered', message='conductor restarted during migrate; resuming')
@@ -504,7 +544,7 @@ class MigrationWorkflow:
         deadline = self.clock.monotonic() + self.conf.conductor.answer_timeout_seconds
         job = self._until_answered(deadline, lambda: self.agents.get_job(
             self.rpc_ctxt, rec['source'], instance=rec['instance']))
-        if job.get('active'):
+        if job.get('active') and self._job_is_ours(rec, job):
             _safe_call(lambda: self.agents.abort(self.rpc_ctxt, rec['source'],
                                                  instance=rec['instance']))
             self._wait_job_gone(rec)
@@ -537,6 +577,18 @@ class MigrationWorkflow:
                             message='; '.join(problems) or None, data={'where': where})
         final_reason = reason + (' | ' + '; '.join(problems) if problems else '')
         self.set(status=MS.ABORTED if aborted else MS.FAILED, error=final_reason)
+
+    def _job_is_ours(self, rec: dict, job: dict) -> bool:
+        """Is the guest's running job this migration's? Only then may it
+        be aborted: a job of another migration (another conductor's, of
+        the same guest) is never touched. A job without an id (the source
+        agent restarted and lost its memory) is ours only if our migrate
+        request got through (a 'migrate' step that did not fail)."""
+        jid = job.get('migration_id')
+        if jid is not None:
+            return jid == self.mid
+        steps = self.db.get_migration(self.mid)['steps']
+        return any(s['name'] == 'migrate' and s['status'] != StepStatus.FAILED for s in steps)
 
     def _until_answered(self, deadline: float, fn: Callable[[], Any]) -> dict:
         """``fn``'s answer; while it fails (no answer), asked again with a

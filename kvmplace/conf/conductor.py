@@ -54,6 +54,15 @@ OPTS = [
         help='How often the conductor checks running migrations whose agent '
              'has gone quiet (progress normally arrives as casts).'),
     cfg.IntOpt(
+        'takeover_seconds', default=20, min=2, max=3600,
+        help='Lease time of the migrations, drains and rebalances this '
+             'conductor drives (kvmplace.conductor.leases). The conductor '
+             'renews its leases every quarter of this; when it dies, another '
+             'conductor on the same database adopts its records within this '
+             'time (plus a quarter of it, its own look interval) and resumes '
+             'them. Conductors\' clocks must agree to well within it (NTP), '
+             'and each needs its own [conductor] host.'),
+    cfg.IntOpt(
         'workers', default=8, min=1,
         help='Threads that run migration workflows.'),
     cfg.StrOpt(

@@ -40,6 +40,12 @@ def _redact(url: str) -> str:
         return '<database url>'
 
 
+class LeaseLost(KvmplaceError):
+    """Another conductor holds this record's lease now (it adopted the
+    record after this one's lease expired): this conductor must not change
+    it any more (kvmplace.conductor.leases)."""
+
+
 #: pg_advisory_xact_lock key that serializes schema upgrades ("kvmp").
 SCHEMA_LOCK_KEY = 0x6b766d70
 
@@ -192,7 +198,8 @@ class Database:
     def create_migration(self, instance: str, source: str, requested_dest: Optional[str],
                          policy: dict, drain_id: Optional[str] = None,
                          conductor: Optional[str] = None,
-                         instance_uuid: Optional[str] = None) -> dict:
+                         instance_uuid: Optional[str] = None,
+                         lease_expires: Optional[float] = None) -> dict:
         """Create a queued migration, refusing a second active one per guest.
 
         The check and the insert share one transaction under a lock, so two
@@ -211,7 +218,9 @@ class Database:
             id=str(uuidlib.uuid4()), instance=instance, source=source,
             requested_dest=requested_dest, status=MigrationStatus.QUEUED.value, policy=policy,
             drain_id=drain_id, conductor=conductor, attempts=[],
-            instance_uuid=instance_uuid))
+            instance_uuid=instance_uuid,
+            lease_owner=conductor if lease_expires is not None else None,
+            lease_expires=lease_expires))
 
     def _insert_unless_taken(self, refuse: Callable[[orm.Session], None],
                              make_row: Callable[[], models.Base]) -> dict:
@@ -237,11 +246,17 @@ class Database:
                 refuse(s)
             raise self._error('database ', taken.args[0]) from None
 
-    def update_migration(self, migration_id: str, **fields: Any) -> dict:
+    def update_migration(self, migration_id: str, owner: Optional[str] = None,
+                         **fields: Any) -> dict:
+        """Change a migration; with ``owner``, only while that conductor
+        holds its lease (else LeaseLost, nothing changed)."""
         with self.session() as s:
-            row = s.get(models.MigrationRecord, migration_id)
+            row = s.get(models.MigrationRecord, migration_id,
+                        with_for_update=owner is not None)
             if row is None:
                 raise NotFound(f'unknown migration "{migration_id}"')
+            if owner is not None and row.lease_owner not in (owner, None):
+                raise LeaseLost(f'migration {migration_id} is owned by {row.lease_owner} now')
             for key, value in fields.items():
                 setattr(row, key, str(value) if key == 'status' else value)
             if fields.get('status') in FINAL_STATUSES and row.finished_at is None:
@@ -398,11 +413,19 @@ class Database:
 
     # -- drains ---------------------------------------------------------------
     def create_drain(self, kind: str, host: Optional[str], plan: dict,
-                     status: str = DrainStatus.RUNNING) -> dict:
+                     status: str = DrainStatus.RUNNING, lease_owner: Optional[str] = None,
+                     lease_expires: Optional[float] = None) -> dict:
         """Record a drain or rebalance, refusing a second running drain of
         one host (from this conductor or, by the unique index of revision
         0003, from another on the same database)."""
         def refuse_running(s: orm.Session) -> None:
+            if kind == 'rebalance':
+                # One at a time across conductors (revision 0007's index).
+                other = s.scalar(sa.select(models.DrainRecord.id).where(
+                    models.DrainRecord.kind == 'rebalance',
+                    models.DrainRecord.status == DrainStatus.RUNNING.value))
+                if other:
+                    raise KvmplaceError(f'a rebalance is already running (rebalance {other})')
             if kind != 'drain' or not host:
                 return
             running = s.scalar(sa.select(models.DrainRecord.id).where(
@@ -412,13 +435,17 @@ class Database:
                 raise KvmplaceError(f'host "{host}" is already draining (drain {running})')
 
         return self._insert_unless_taken(refuse_running, lambda: models.DrainRecord(
-            id=str(uuidlib.uuid4()), kind=kind, host=host, status=str(status), plan=plan))
+            id=str(uuidlib.uuid4()), kind=kind, host=host, status=str(status), plan=plan,
+            lease_owner=lease_owner, lease_expires=lease_expires))
 
-    def update_drain(self, drain_id: str, **fields: Any) -> dict:
+    def update_drain(self, drain_id: str, owner: Optional[str] = None, **fields: Any) -> dict:
+        """Change a drain; with ``owner``, only while it holds the lease."""
         with self.session() as s:
-            row = s.get(models.DrainRecord, drain_id)
+            row = s.get(models.DrainRecord, drain_id, with_for_update=owner is not None)
             if row is None:
                 raise NotFound(f'unknown drain "{drain_id}"')
+            if owner is not None and row.lease_owner not in (owner, None):
+                raise LeaseLost(f'drain {drain_id} is owned by {row.lease_owner} now')
             for key, value in fields.items():
                 setattr(row, key, str(value) if key == 'status' else value)
             if fields.get('status') in FINAL_DRAIN_STATUSES and not row.finished_at:

@@ -22,6 +22,7 @@ ACTIVE_MIGRATION_WHERE = st.sql_in('status', st.ACTIVE_MIGRATION_STATUSES)
 MIGRATION_STATUS_CHECK = st.sql_in('status', tuple(st.MigrationStatus))
 DRAIN_STATUS_CHECK = st.sql_in('status', tuple(st.DrainStatus))
 RUNNING_DRAIN_WHERE = f"kind = 'drain' AND status = '{st.DrainStatus.RUNNING.value}'"
+RUNNING_REBALANCE_WHERE = f"kind = 'rebalance' AND status = '{st.DrainStatus.RUNNING.value}'"
 
 
 def utcnow() -> dt.datetime:
@@ -72,6 +73,9 @@ class MigrationRecord(Base):
     drain_id: Mapped[Optional[str]] = mapped_column(String(36), nullable=True, index=True)
     abort_requested: Mapped[bool] = mapped_column(default=False)
     conductor: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    # The conductor driving it and until when (kvmplace.conductor.leases; revision 0007).
+    lease_owner: Mapped[Optional[str]] = mapped_column(String(255), nullable=True, index=True)
+    lease_expires: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
@@ -107,6 +111,10 @@ class DrainRecord(Base):
         Index('uq_drains_running_host', 'host', unique=True,
               sqlite_where=text(RUNNING_DRAIN_WHERE),
               postgresql_where=text(RUNNING_DRAIN_WHERE)),
+        # One running rebalance across conductors (revision 0007).
+        Index('uq_drains_running_rebalance', 'kind', unique=True,
+              sqlite_where=text(RUNNING_REBALANCE_WHERE),
+              postgresql_where=text(RUNNING_REBALANCE_WHERE)),
         CheckConstraint(DRAIN_STATUS_CHECK, name='ck_drains_status'),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -115,9 +123,30 @@ class DrainRecord(Base):
     status: Mapped[str] = mapped_column(String(32))
     plan: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    lease_owner: Mapped[Optional[str]] = mapped_column(String(255), nullable=True, index=True)
+    lease_expires: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
+
+
+class AdmissionSlot(Base):
+    """A migration admitted to copy: what it takes of its hosts and links.
+
+    Shared by every conductor on the database (kvmplace.conductor.leases),
+    so that the admission limits hold for all of them together.
+    """
+    __tablename__ = 'admission_slots'
+
+    migration_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    source: Mapped[str] = mapped_column(String(255))
+    dest: Mapped[str] = mapped_column(String(255))
+    links: Mapped[Optional[list]] = mapped_column(JSON, nullable=True)
+    mibps: Mapped[float] = mapped_column(Float)
+    planned: Mapped[bool] = mapped_column(default=False)
+    conductor: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True,
+                                                              default=utcnow)
 
 
 class PathThroughput(Base):

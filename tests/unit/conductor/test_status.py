@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import uuid as uuidlib
 
 import pytest
 import sqlalchemy as sa
@@ -87,10 +88,20 @@ def test_an_old_database_with_retired_statuses_upgrades(tmp_path):
     with d.engine.begin() as conn:
         cfg.attributes['connection'] = conn
         alembic.command.upgrade(cfg, '0003')
-    a = d.create_migration('vm1', 'h1', None, {})
-    b = d.create_migration('vm2', 'h1', None, {})
-    drain = d.create_drain('drain', 'h1', {})
+    # Rows as revision 0003 knew them (raw SQL: the models have columns
+    # of later revisions).
+    a, b, drain = ({'id': str(uuidlib.uuid4())} for _ in range(3))
     with d.engine.begin() as conn:
+        for row, inst in ((a, 'vm1'), (b, 'vm2')):
+            conn.execute(sa.text(
+                "INSERT INTO migrations (id, instance, source, status, policy, attempts, "
+                "abort_requested, created_at, updated_at) VALUES (:i, :n, 'h1', 'queued', "
+                "'{}', '[]', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
+                {'i': row['id'], 'n': inst})
+        conn.execute(sa.text(
+            "INSERT INTO drains (id, kind, host, status, plan, created_at, updated_at) "
+            "VALUES (:i, 'drain', 'h1', 'running', '{}', CURRENT_TIMESTAMP, "
+            "CURRENT_TIMESTAMP)"), {'i': drain['id']})
         conn.execute(sa.text("UPDATE migrations SET status = 'aborting' WHERE id = :i"),
                      {'i': a['id']})
         conn.execute(sa.text("UPDATE migrations SET status = 'rolled-back' WHERE id = :i"),
