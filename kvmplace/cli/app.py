@@ -25,13 +25,31 @@ from kvmplace.exception import KvmplaceError
 NAMESPACE = 'kvmplace.cli'
 
 
+class ExactCommandManager(commandmanager.CommandManager):
+    """cliff's command lookup, with whole command names preferred.
+
+    cliff tries the longest word sequence first and accepts abbreviations
+    there, so ``kvmplace drain l`` (drain the host named ``l``) would run
+    ``drains list``. An operator's host or guest name must never turn one
+    command into another: a command spelled in full wins over an
+    abbreviation of a longer one; abbreviations still work when no command
+    is spelled in full."""
+
+    def find_command(self, argv):
+        for i in range(self._get_last_possible_command_index(argv), 0, -1):
+            name = ' '.join(argv[:i])
+            if name in self.commands and name not in self._legacy:
+                return self.commands[name].load(), name, argv[i:]
+        return super().find_command(argv)
+
+
 class KvmplaceApp(cliff_app.App):
 
     def __init__(self):
         super().__init__(
             description='Choose where a KVM guest should live-migrate, and drive it there.',
             version=_version(),
-            command_manager=commandmanager.CommandManager(NAMESPACE),
+            command_manager=ExactCommandManager(NAMESPACE),
             deferred_help=True)
         self.conf = None
         self._config_error: KvmplaceError | None = None

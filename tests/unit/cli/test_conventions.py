@@ -366,3 +366,12 @@ def test_a_warning_never_joins_an_error_line(capsys):
         "kvmplace: error: -c: no column named nope; the columns are bandwidth_mibps, "
         "bottleneck, rounds, data_mib, total_seconds, downtime_ms, converges, pre_pin, "
         "without_pre_pin, mode, learned, rejected_by"]
+
+
+def test_a_host_name_never_turns_one_command_into_another(capsys, tmp_path):
+    """cliff accepts abbreviations of multi-word commands: ``drain l`` once
+    ran ``drains list`` (found by hypothesis with a host named ``l``)."""
+    inv = write(tmp_path, [host('l'), host('m')], [guest('g1', 'l')])
+    code, out, err = run(capsys, 'drain', 'l', '--dry-run', '--inventory', inv, '-f', 'json')
+    assert code == 0, err
+    assert 'g1' in out and '"id"' not in out
