@@ -64,6 +64,8 @@ class Doctor(base.Lister):
                 s.execute(sa.text('SELECT 1'))
             return None
         _check(results, 'database', database)
+        if results[-1]['ok']:
+            _leases(results, conf)
 
         from kvmplace import rpc
         broker_ok = _check(results, 'broker', lambda: rpc.broker_problem(conf, args.timeout))
@@ -182,3 +184,23 @@ def _libvirt(uri: str) -> str | None:
     finally:
         conn.close()
     return None
+
+
+def _leases(results: list, conf) -> None:
+    """Which conductor owns what, and when its lease expires
+    (kvmplace.conductor.leases); a failure when a lease expired and no
+    conductor adopted the record."""
+    from kvmplace.conductor import leases
+    from kvmplace.conductor.db import api
+    detail = None
+
+    def check() -> str | None:
+        nonlocal detail
+        entries = leases.owners(api.Database(conf.database.connection), time.time())
+        detail = '; '.join(
+            f"{e['owner'] or 'no conductor'} owns {e['migrations']} migrations and "
+            f"{e['drains']} drains, lease expires in {e['expires_in_seconds']} s"
+            for e in entries) or 'no active migration or drain'
+        return leases.describe(entries)
+    if _check(results, 'leases', check):
+        results[-1]['detail'] = detail

@@ -39,6 +39,12 @@ def migration_fields(rec: dict) -> tuple[list[str], list[Any]]:
             values.append(render.Cell(value, f"node {render.safe(value.get('node'))} CPUs "
                                              f"{render.safe(value.get('cpus'))} (was "
                                              f"{render.safe(value.get('previous_cpus'))})"))
+        elif key == 'lease' and isinstance(value, dict):
+            left = value.get('expires_in_seconds')
+            values.append(render.Cell(value, f"{render.safe(value.get('owner') or 'nobody')}"
+                                             + ('' if left is None else
+                                                f', expires in {left:.0f} s' if left >= 0 else
+                                                f', expired {-left:.0f} s ago')))
         elif key == 'steps' and isinstance(value, list):
             values.append(render.Cell(value, f'{len(value)} (below)' if value else '-'))
         else:

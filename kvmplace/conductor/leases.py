@@ -279,3 +279,38 @@ class SharedAdmission(adm.Admission):
         assert self.db is not None
         with self.db.session() as s:
             return [models.to_dict(r) for r in s.scalars(sa.select(models.AdmissionSlot))]
+
+
+def owners(db: db_api.Database, now: float) -> list[dict]:
+    """Who owns the active records and until when, by conductor (doctor):
+    ``[{"owner", "migrations", "drains", "expires_in_seconds"}]``, the
+    expiry being the soonest of that owner's leases (negative: expired,
+    waiting to be adopted)."""
+    out: dict[Optional[str], dict] = {}
+    for table, model in _TABLES.items():
+        with db.session() as s:
+            rows = s.execute(sa.select(model.lease_owner, model.lease_expires)
+                             .where(_active(table))).all()
+        for owner, expires in rows:
+            entry = out.setdefault(owner, {'owner': owner, 'migrations': 0, 'drains': 0,
+                                           'expires_in_seconds': None})
+            entry[table] += 1
+            left = None if expires is None else round(expires - now, 1)
+            if left is not None and (entry['expires_in_seconds'] is None
+                                     or left < entry['expires_in_seconds']):
+                entry['expires_in_seconds'] = left
+    return sorted(out.values(), key=lambda e: e['owner'] or '')
+
+
+def describe(entries: list[dict]) -> Optional[str]:
+    """A doctor line; None when no lease is overdue (else the problem)."""
+    overdue = [e for e in entries if e['owner'] is None or (
+        e['expires_in_seconds'] is not None and e['expires_in_seconds'] < 0)]
+    if not overdue:
+        return None
+    return '; '.join(
+        f"{e['migrations']} migrations and {e['drains']} drains of "
+        f"{e['owner'] or 'no conductor'} wait for adoption"
+        + (f" (lease expired {-e['expires_in_seconds']:.0f} s ago)"
+           if e['expires_in_seconds'] is not None else '')
+        + ': is any kvmplace-conductor running on this database?' for e in overdue)

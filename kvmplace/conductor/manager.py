@@ -316,7 +316,11 @@ class ConductorManager:
         return rec
 
     def get_migration(self, ctxt, migration_id: str) -> dict:
-        return self.db.get_migration(v.ident('migration_id', migration_id))
+        """The record with its steps, and ``lease``: which conductor owns
+        it and in how many seconds its lease expires."""
+        rec = self.db.get_migration(v.ident('migration_id', migration_id))
+        rec['lease'] = leases_mod.lease_view(rec, self.clock.time())
+        return rec
 
     def list_migrations(self, ctxt, status: Optional[str] = None,
                         instance: Optional[str] = None, limit: int = 50) -> list[dict]:
@@ -363,6 +367,7 @@ class ConductorManager:
 
     def get_drain(self, ctxt, drain_id: str) -> dict:
         record = self.db.get_drain(v.uuid('drain_id', drain_id))
+        record['lease'] = leases_mod.lease_view(record, self.clock.time())
         record['migrations'] = self.db.list_migrations(drain_id=record['id'], limit=100000)
         return record
 
