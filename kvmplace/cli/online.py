@@ -181,8 +181,11 @@ class HostsList(base.Lister):
                 h['facts'] = 'agent (overrides import)' if f['also_imported'] else f['origin']
                 h['facts_age_seconds'] = f['age_seconds']
         for name, f in sorted(facts.items()):
+            shown = ('link_mbps', 'memory_mib', 'memory_used_mib', 'vcpus', 'vcpus_used',
+                     'numa_health')
             hosts.append({'name': name, 'up': None, 'facts': f['origin'],
-                          'facts_age_seconds': f['age_seconds']})
+                          'facts_age_seconds': f['age_seconds'],
+                          **{k: f.get(k) for k in shown}})
         return hosts
 
     def rows(self, data):

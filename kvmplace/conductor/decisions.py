@@ -237,7 +237,11 @@ class NovaDecisions:
         for name, f in sorted(facts_db.host_facts(self.db, None).items()):
             out.append({'name': name, 'origin': f.origin,
                         'age_seconds': round(now - f.at, 1),
-                        'also_imported': f.also_imported})
+                        'also_imported': f.also_imported,
+                        'link_mbps': f.host.link_mbps, 'memory_mib': f.host.memory_mib,
+                        'memory_used_mib': f.host.memory_used_mib, 'vcpus': f.host.vcpus,
+                        'vcpus_used': f.host.vcpus_used,
+                        'numa_health': [round(n.health, 3) for n in f.host.numa]})
         return out
 
     def list_decisions(self, instance_uuid: Any = None, limit: Any = 50) -> list[dict]:

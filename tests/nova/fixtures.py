@@ -99,6 +99,8 @@ class KvmplaceConductor(fx.Fixture):
         self.workdir = workdir
         self.extra = extra or {}
         self.proc: Optional[subprocess.Popen] = None
+        self._client = None
+        self._transport = None
 
     def _setUp(self):
         self.config_path = os.path.join(self.workdir, 'kvmplace.conf')
@@ -117,6 +119,7 @@ class KvmplaceConductor(fx.Fixture):
                 fh.write(f'[{section}]\n')
                 fh.writelines(f'{k} = {val}\n' for k, val in opts.items())
                 fh.write('\n')
+        self.addCleanup(self._close_client)
         self.start()
         self.addCleanup(self.stop)
 
@@ -126,16 +129,36 @@ class KvmplaceConductor(fx.Fixture):
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True, cwd=self.workdir)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             try:
-                self.cli('decisions', 'list', '-f', 'json', '--limit', '1', timeout=30)
+                self.call('list_facts', timeout=2)
                 return
-            except AssertionError as exc:
+            except (messaging.MessagingTimeout, messaging.MessageDeliveryFailure) as exc:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError('kvmplace-conductor did not start:\n'
                                          + self.log()) from exc
-                time.sleep(0.3)
+
+    def call(self, method: str, timeout: float = 30, **kwargs):
+        """Call the conductor's ``kvmplace-nova`` namespace directly (what
+        the CLI's decisions/hosts commands call), without a CLI process."""
+        if self._client is None:
+            from oslo_config import cfg
+            conf = cfg.ConfigOpts()
+            from oslo_messaging import opts as msg_opts
+            for group, opts in msg_opts.list_opts():
+                conf.register_opts(opts, group=group)
+            conf([], default_config_files=[], default_config_dirs=[])
+            self._transport = messaging.get_rpc_transport(conf, url=self.transport_url)
+            self._client = messaging.get_rpc_client(self._transport, messaging.Target(
+                exchange='openstack', topic='kvmplace-conductor', namespace='kvmplace-nova',
+                version='1.0'))
+        return self._client.prepare(timeout=timeout, retry=0).call({}, method, **kwargs)
+
+    def _close_client(self) -> None:
+        if self._client is not None:
+            self._transport.cleanup()
+            self._client = None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -175,10 +198,8 @@ class KvmplaceConductor(fx.Fixture):
         return self.cli_json('hosts', 'import', path)
 
     def decisions(self, instance_uuid: Optional[str] = None) -> list[dict]:
-        args = ['decisions', 'list']
-        if instance_uuid:
-            args += ['--instance', instance_uuid]
-        return self.cli_json(*args)
+        """What ``kvmplace decisions list [--instance UUID] -f json`` prints."""
+        return self.call('list_decisions', instance_uuid=instance_uuid)
 
 
 def inventory_host(name: str, link_mbps: float = 10000, health: float = 1.0,
