@@ -44,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid as uuid_mod
 import warnings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
