@@ -34,6 +34,9 @@ class Admission:
     max_per_dest: int
     max_total: int
     link_capacity_mibps: Callable[[tuple], float]
+    #: a per-source limit that planned migrations obey too: Nova's own
+    #: max_concurrent_live_migrations (0: none, the libvirt driver)
+    max_per_source_always: int = 0
     slots: dict[str, Slot] = field(default_factory=dict)
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
@@ -47,6 +50,9 @@ class Admission:
                 return f'{slot.source} already sends {sources[slot.source]} (per-source limit)'
             if dests[slot.dest] >= self.max_per_dest:
                 return f'{slot.dest} already receives {dests[slot.dest]} (per-destination limit)'
+        if self.max_per_source_always and sources[slot.source] >= self.max_per_source_always:
+            return (f'{slot.source} already sends {sources[slot.source]} (Nova\'s '
+                    'max_concurrent_live_migrations)')
         for link in slot.links:
             used = sum(s.mibps for s in self.slots.values() if link in s.links)
             if used and used + slot.mibps > self.link_capacity_mibps(link) + 1e-6:

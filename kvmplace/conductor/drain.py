@@ -255,7 +255,12 @@ def start_drain(ctx, host: str, dry_run: bool = False) -> dict:
     if dry_run:
         return plan
     record = ctx.db.create_drain('drain', host, {'initial': plan}, **_lease(ctx))
-    ctx.db.set_maintenance(host, True, f'drain {record["id"]}')
+    try:
+        ctx.host_maintenance(host, True, f'drain {record["id"]}')
+    except KvmplaceError as exc:
+        ctx.db.update_drain(record['id'], status=DrainStatus.FAILED,
+                            error=f'maintenance not set: {exc}')
+        raise
     ctx.start_executor(record['id'])
     return ctx.db.get_drain(record['id'])
 

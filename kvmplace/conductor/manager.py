@@ -44,8 +44,12 @@ class ConductorManager:
 
     def __init__(self, conf, db: db_api.Database, agents, notifier=None,
                  scheduler: Optional[sched.SchedulerManager] = None,
-                 clock: clock_mod.Clock = clock_mod.REAL):
+                 clock: clock_mod.Clock = clock_mod.REAL, cloud=None):
         self.conf = conf
+        #: The Nova driver ([conductor] driver = nova; then also ``agents``),
+        #: or None: maintenance, host reports and Nova's per-host limit go
+        #: through it (kvmplace.conductor.drivers.nova).
+        self.cloud = cloud
         self.db = db
         self.clock = clock
         scheduler = scheduler or sched.SchedulerManager(conf)
@@ -74,6 +78,10 @@ class ConductorManager:
         self._lost_casts, self._lost_warned = 0, -1e9   # see _cast_not_stored
         self._executors: dict = {}
         self._adopt_lock = threading.Lock()
+        if cloud is not None:
+            self.parts.admission.max_per_source_always = \
+                conf.nova.max_concurrent_live_migrations
+            cloud.attach(self)
 
     @property
     def agents(self):
@@ -178,6 +186,8 @@ class ConductorManager:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.cloud is not None:
+            self.cloud.stop()
         for executor in self._executors.values():
             executor.stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -193,6 +203,11 @@ class ConductorManager:
         except InvalidInput as exc:
             LOG.warning('host report dropped: %s', exc)
             return
+        if self.cloud is not None:
+            merged = self.cloud.merge_report(state)
+            if merged is None:
+                return
+            state = merged
         try:
             self.db.report_host(state['name'], state, self.clock.time())
         except db_api.DatabaseError as exc:
@@ -389,9 +404,17 @@ class ConductorManager:
         return summary
 
     def set_maintenance(self, ctxt, host: str, on: bool, reason: Optional[str] = None) -> dict:
-        self.db.set_maintenance(v.name('host', host), v.boolean('on', on),
-                                v.text('reason', reason))
+        self.host_maintenance(v.name('host', host), v.boolean('on', on),
+                              v.text('reason', reason))
         return self.get_host(ctxt, host)
+
+    def host_maintenance(self, host: str, on: bool, reason: Optional[str]) -> None:
+        """Maintenance on or off; in a Nova cloud first in Nova (the
+        compute service disabled with kvmplace's reason), so that a refusal
+        or an unreachable API changes nothing here."""
+        if self.cloud is not None:
+            self.cloud.set_maintenance(host, on, reason)
+        self.db.set_maintenance(host, on, reason)
 
     # -- learned path throughput (API 1.1) ------------------------------------
     def list_path_rates(self, ctxt) -> list[dict]:

@@ -31,6 +31,14 @@ def build(conf) -> conductor_manager.ConductorManager:
     if conf.conductor.notifications:
         notifier = messaging.Notifier(rpc.get_notification_transport(conf),
                                       publisher_id=f'kvmplace-conductor.{conf.conductor.host}')
+    if conf.conductor.driver == 'nova':
+        from kvmplace.conductor.drivers import nova as nova_driver
+        from kvmplace.conductor.drivers import novaapi
+        compute, placement = novaapi.load(conf)
+        cloud = nova_driver.NovaDriver(conf, agents, compute, placement)
+        manager = conductor_manager.ConductorManager(conf, db, cloud, notifier, cloud=cloud)
+        cloud.start()
+        return manager
     return conductor_manager.ConductorManager(conf, db, agents, notifier)
 
 

@@ -9,9 +9,10 @@ from oslo_config import cfg
 from kvmplace.conf import agent
 from kvmplace.conf import conductor
 from kvmplace.conf import estimator
+from kvmplace.conf import nova
 from kvmplace.conf import scheduler
 
-_MODULES = (scheduler, estimator, conductor, agent)
+_MODULES = (scheduler, estimator, conductor, agent, nova)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:

@@ -9,7 +9,17 @@ DB_GROUP = cfg.OptGroup(
     'database', title='Database options',
     help='Where the conductor keeps host states and migration records.')
 
+DRIVERS = ('libvirt', 'nova')
+
 OPTS = [
+    cfg.StrOpt(
+        'driver', default='libvirt', choices=DRIVERS,
+        help='How migrations are carried out. "libvirt": the kvmplace agents '
+             'migrate guests with libvirt themselves (a standalone KVM '
+             'cluster). "nova": in an OpenStack cloud, every migration is a '
+             'Nova live migration asked through Nova\'s API (see [nova]); '
+             'the inventory comes from Nova and Placement, and the kvmplace '
+             'agents beside nova-compute only pre-pin and verify.'),
     cfg.StrOpt(
         'host', sample_default='<hostname>',
         help='Name of this conductor (RPC server name).'),

@@ -1,0 +1,2 @@
+"""How the conductor reaches the guests: its own agents (libvirt, the
+default) or a cloud's Nova (:mod:`kvmplace.conductor.drivers.nova`)."""
