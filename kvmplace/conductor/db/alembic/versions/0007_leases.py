@@ -1,7 +1,7 @@
 """leases: which conductor owns each migration and drain, shared admission
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 Create Date: 2026-12-01 03:00:00
 
 Several conductors share one database (kvmplace.conductor.leases says
