@@ -11,6 +11,7 @@ import logging
 import math
 from typing import Iterable, Optional
 
+import numpy as np
 from stevedore import named
 
 from kvmplace import estimator
@@ -18,7 +19,10 @@ from kvmplace import objects
 from kvmplace import topology as topo
 from kvmplace.exception import ConfigError, InvalidInput, NotFound
 from kvmplace.scheduler import columns
+from kvmplace.scheduler.filters import split
+from kvmplace.scheduler.hosts import HostColumns
 from kvmplace.scheduler.spec import RequestSpec
+from kvmplace.scheduler.weighers import as_floats
 
 LOG = logging.getLogger(__name__)
 
@@ -144,20 +148,26 @@ class SchedulerManager:
                     rejected.append({'host': host.name, 'filter': 'ignore_hosts',
                                      'reason': 'excluded by the request'})
             candidates = [h for h in candidates if h.name not in ignored]
+        table = spec.table(candidates)
+        index = None
         for flt in self.filters:
             if not candidates:
                 break
-            candidates, failed = flt.filter_all(candidates, spec)
+            passes = flt.filter_column(table.view(index, candidates), spec)
+            candidates, failed = split(candidates, passes)
+            if failed:
+                keep = np.fromiter(passes, dtype=bool, count=len(passes))
+                index = (np.flatnonzero(keep) if index is None else index[keep])
             for host in failed:
                 rejected.append({'host': host.name, 'filter': flt.name,
                                  'reason': flt.reason(host, spec)})
             LOG.debug('filter %(name)s: %(left)d hosts left, %(out)d rejected',
                       {'name': flt.name, 'left': len(candidates), 'out': len(failed)})
-        ranked = self._weigh(candidates, spec)
+        ranked = self._weigh(table.view(index, candidates), spec)
         return {'instance': spec.instance.name, 'source': spec.source.name,
                 'ranked': ranked, 'rejected': rejected}
 
-    def _weigh(self, hosts: list[objects.Host], spec: RequestSpec) -> list[dict]:
+    def _weigh(self, cols: HostColumns, spec: RequestSpec) -> list[dict]:
         """Each weigher over all hosts, normalized here; the ranked result.
 
         Work is done a column (one weigher, every host) at a time, and the
@@ -165,13 +175,14 @@ class SchedulerManager:
         (:mod:`kvmplace.scheduler.columns`); each host's explanation is then
         assembled from the columns in ranked order.
         """
+        hosts = cols.hosts
         if not hosts:
             return []
         names = [h.name for h in hosts]
         totals = [0.0] * len(hosts)
         explained: list[dict] = [{} for _ in hosts]
         for weigher in self.weighers:
-            raw = weigher.weigh_all(hosts, spec)
+            raw = as_floats(weigher.weigh_column(cols, spec), len(hosts))
             norm = normalize(raw)
             mult = weigher.multiplier
             totals = [total + mult * x for total, x in zip(totals, norm)]

@@ -10,10 +10,14 @@ kvmplace.scheduler.model). Memos are keyed by host name and live as long as
 the spec (one request): host states are never assumed to stay the same from
 one request to the next.
 
-Filters and weighers that look at every host at once (``filter_all``,
-``weigh_all``) use the list forms :meth:`RequestSpec.paths_mbps`,
-:meth:`RequestSpec.dest_healths` and :meth:`RequestSpec.estimates`, which
-fill the same memos.
+The derived numbers every plugin reads are offered here, as Nova keeps
+them on its HostState, so no plugin restates a formula: per host
+:meth:`RequestSpec.free_ram_mib`, :meth:`RequestSpec.free_vcpus`,
+:meth:`RequestSpec.host_up`, :meth:`RequestSpec.dest_health`,
+:meth:`RequestSpec.path_mbps` and :meth:`RequestSpec.estimate`; per column
+:meth:`RequestSpec.columns` (:mod:`kvmplace.scheduler.hosts`), whose
+columns are built once per request over every candidate and whose path,
+health and estimate columns fill the same memos as the per-host forms.
 """
 from __future__ import annotations
 
@@ -23,7 +27,9 @@ from typing import Optional
 
 from kvmplace import estimator
 from kvmplace import objects
+from kvmplace import resources
 from kvmplace import topology as topo
+from kvmplace.scheduler.hosts import HostColumns, HostTable
 from kvmplace.scheduler.model import RequestModel
 
 
@@ -57,6 +63,45 @@ class RequestSpec:
                          if src == source.name}
         self._dest_health: dict[str, float] = {}
         self._host_estimates: dict[str, objects.Estimate] = {}
+        self._table: Optional[HostTable] = None
+
+    # -- columns ----------------------------------------------------------
+    def table(self, hosts: list[objects.Host]) -> HostTable:
+        """Make ``hosts`` this request's candidates: the table whose
+        columns every plugin's column form reads (the manager calls this
+        once per request, after force_hosts and ignore_hosts)."""
+        self._table = HostTable(self, hosts)
+        return self._table
+
+    def columns(self, hosts: list[objects.Host]) -> HostColumns:
+        """``hosts`` as columns: a view of the request's table when they
+        are among its candidates (its columns are not built again), else
+        a table of their own."""
+        table = self._table
+        if table is not None:
+            index = table.positions(hosts)
+            if index is not None:
+                return table.view(index, list(hosts))
+        return HostTable(self, hosts).view()
+
+    # -- per host ---------------------------------------------------------
+    def free_ram_mib(self, host: objects.Host) -> float:
+        """MiB still free on ``host`` (ram_allocation_ratio and reserved)."""
+        s = self.options
+        return resources.free_ram_mib(host.memory_mib, host.memory_used_mib,
+                                      s.ram_allocation_ratio, s.reserved_host_memory_mib)
+
+    def free_vcpus(self, host: objects.Host) -> float:
+        """vCPUs still free on ``host`` (cpu_allocation_ratio)."""
+        return resources.free_vcpus(host.vcpus, host.vcpus_used,
+                                    self.options.cpu_allocation_ratio)
+
+    def host_up(self, host: objects.Host) -> bool:
+        """``host`` says it is up and reported within host_down_seconds
+        (a host without a report time, as offline inventories give, is up)."""
+        return host.up and resources.host_is_up(host.updated_at, self.now,
+                                                self.options.host_down_seconds,
+                                                missing_is_up=True)
 
     def path_mbps(self, host: objects.Host) -> float:
         """Widest-path Mbit/s from the source to ``host``; 0 when unreachable."""

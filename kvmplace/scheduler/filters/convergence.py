@@ -4,16 +4,13 @@ If the guest dirties memory faster than the path carries it, pre-copy never
 finishes; the migration would end in a timeout and an abort. The estimate
 already applies the request's policy (auto-converge or post-copy allowed).
 """
-from kvmplace.scheduler.filters import BaseFilter, split
+from kvmplace.scheduler.filters import BaseFilter
 
 
 class ConvergenceFilter(BaseFilter):
 
-    def host_passes(self, host, spec) -> bool:
-        return spec.estimate(host).converges
-
-    def filter_all(self, hosts, spec):
-        return split(hosts, [est.converges for est in spec.estimates(hosts)])
+    def passes_column(self, cols, spec):
+        return [est.converges for est in cols.estimates]
 
     def reason(self, host, spec) -> str:
         est = spec.estimate(host)

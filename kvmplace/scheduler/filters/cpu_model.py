@@ -6,7 +6,7 @@ fails the migration at the very end. Models are ordered oldest to newest in
 model. A model outside that list only matches itself. A guest without a
 model of its own takes its source host's.
 """
-from kvmplace.scheduler.filters import BaseFilter, split
+from kvmplace.scheduler.filters import BaseFilter
 
 
 class CpuModelFilter(BaseFilter):
@@ -26,15 +26,12 @@ class CpuModelFilter(BaseFilter):
         need_rank = self._rank.get(need)
         return have_rank is not None and need_rank is not None and have_rank >= need_rank
 
-    def host_passes(self, host, spec) -> bool:
-        return self._runs(host.cpu_model, self._needed(spec))
-
-    def filter_all(self, hosts, spec):
+    def passes_column(self, cols, spec):
         # A cluster has a handful of models: decide each one once.
         need = self._needed(spec)
-        models = [host.cpu_model for host in hosts]
+        models = cols.values('cpu_model')
         verdict = {model: self._runs(model, need) for model in set(models)}
-        return split(hosts, [verdict[model] for model in models])
+        return [verdict[model] for model in models]
 
     def reason(self, host, spec) -> str:
         need = self._needed(spec)

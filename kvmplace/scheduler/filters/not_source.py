@@ -1,15 +1,12 @@
 """Reject the guest's current host: migrating to it is a no-op libvirt refuses."""
-from kvmplace.scheduler.filters import BaseFilter, split
+from kvmplace.scheduler.filters import BaseFilter
 
 
 class NotSourceFilter(BaseFilter):
 
-    def host_passes(self, host, spec) -> bool:
-        return host.name != spec.source.name
-
-    def filter_all(self, hosts, spec):
+    def passes_column(self, cols, spec):
         source = spec.source.name
-        return split(hosts, [host.name != source for host in hosts])
+        return [name != source for name in cols.names]
 
     def reason(self, host, spec) -> str:
         return 'host is the source'

@@ -7,17 +7,13 @@ node the estimate uses too), so a host passes when that node is at
 ``numa_health_threshold`` or better. Hosts that report no bandwidth figures
 count as healthy.
 """
-from kvmplace.scheduler.filters import BaseFilter, split
+from kvmplace.scheduler.filters import BaseFilter
 
 
 class NumaHealthFilter(BaseFilter):
 
-    def host_passes(self, host, spec) -> bool:
-        return spec.dest_health(host) >= spec.options.numa_health_threshold
-
-    def filter_all(self, hosts, spec):
-        least = spec.options.numa_health_threshold
-        return split(hosts, [health >= least for health in spec.dest_healths(hosts)])
+    def passes_column(self, cols, spec):
+        return cols.dest_health >= spec.options.numa_health_threshold
 
     def reason(self, host, spec) -> str:
         return (f'best NUMA node with room runs at {spec.dest_health(host):.0%} of its '

@@ -3,10 +3,7 @@ from kvmplace.scheduler.weighers import BaseWeigher
 
 
 class MigrationTimeWeigher(BaseWeigher):
-    multiplier_option = 'migration_time_weight_multiplier'
+    multiplier_name = 'migration_time_weight_multiplier'
 
-    def weigh(self, host, spec) -> float:
-        return spec.estimate(host).total_seconds
-
-    def weigh_all(self, hosts, spec) -> list[float]:
-        return [float(est.total_seconds) for est in spec.estimates(hosts)]
+    def weigh_column(self, cols, spec):
+        return [est.total_seconds for est in cols.estimates]

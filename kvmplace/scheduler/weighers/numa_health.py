@@ -3,10 +3,7 @@ from kvmplace.scheduler.weighers import BaseWeigher
 
 
 class NumaHealthWeigher(BaseWeigher):
-    multiplier_option = 'numa_health_weight_multiplier'
+    multiplier_name = 'numa_health_weight_multiplier'
 
-    def weigh(self, host, spec) -> float:
-        return spec.dest_health(host)
-
-    def weigh_all(self, hosts, spec) -> list[float]:
-        return [float(health) for health in spec.dest_healths(hosts)]
+    def weigh_column(self, cols, spec):
+        return cols.dest_health

@@ -7,10 +7,7 @@ from kvmplace.scheduler.weighers import BaseWeigher
 
 
 class PathBandwidthWeigher(BaseWeigher):
-    multiplier_option = 'path_bandwidth_weight_multiplier'
+    multiplier_name = 'path_bandwidth_weight_multiplier'
 
-    def weigh(self, host, spec) -> float:
-        return spec.path_mbps(host)
-
-    def weigh_all(self, hosts, spec) -> list[float]:
-        return [float(mbps) for mbps in spec.paths_mbps(hosts)]
+    def weigh_column(self, cols, spec):
+        return cols.path_mbps

@@ -1,11 +1,13 @@
 """A straightforward select(), the way the scheduler computed it before the
 whole-column fast path: host by host, plugin method by plugin method.
 
-The fast path (``filter_all``/``weigh_all`` overrides, the per-request
-migration model, bucketed widest paths, column rounding and ranking) must
+The fast path (the plugins' column forms over the request's host table,
+the per-request migration model, bucketed widest paths, column rounding
+and ranking) must
 give exactly this, byte for byte in JSON; test_fast_path.py checks it on
 generated clusters. Only public, per-host interfaces are used here:
-``host_passes``/``reason``, ``weigh``, :func:`estimator.estimate`,
+``host_passes``/``reason``, ``weigh`` (written by the plugin, or derived
+by its base class from the column form it wrote), :func:`estimator.estimate`,
 :meth:`Topology.widest_from` (the heap Dijkstra) and ``round()``.
 """
 from __future__ import annotations

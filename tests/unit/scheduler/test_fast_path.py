@@ -8,6 +8,7 @@ without NUMA figures, unreachable hosts and equal-width routes, learned
 path rates, every policy switch, zero multipliers, filters off.
 """
 import json
+import random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,9 @@ import kvmplace.conf
 from kvmplace import inventory as inventory_mod
 from kvmplace import objects
 from kvmplace.conf import scheduler as scheduler_opts
+from kvmplace.scheduler import batch
 from kvmplace.scheduler import manager
+from kvmplace.scheduler import testing
 from tests.unit.conftest import NOW
 from tests.unit.scheduler import reference
 
@@ -39,13 +42,20 @@ def numa_nodes(draw, memory_mib: int):
     return nodes
 
 
+#: The numpy paths start at batch.MIN_BATCH (64) hosts or runs; generated
+#: clusters reach three times that, so the reference covers them.
+LARGE = 3 * batch.MIN_BATCH
+
+
 @st.composite
 def clusters(draw):
+    # Large clusters (LARGE and more) come from the seeded generator below:
+    # drawing 200 hosts through hypothesis takes minutes on a busy machine.
     n = draw(st.integers(min_value=2, max_value=40))
     hosts = []
     for i in range(n):
         memory = draw(st.sampled_from([65536, 131072]))
-        host = {'name': f'h{draw(st.integers(0, 5))}-{i:02d}',
+        host = {'name': f'h{draw(st.integers(0, 5))}-{i:03d}',
                 'enabled': draw(st.booleans() | st.just(True)),
                 'maintenance': draw(st.just(False) | st.booleans()),
                 'up': draw(st.just(True) | st.booleans()),
@@ -98,9 +108,7 @@ policies = st.builds(objects.Policy,
                      allow_post_copy=st.none() | st.booleans())
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(clusters(), policies, st.data())
-def test_select_is_the_reference_computation(inv, policy, data):
+def _check(inv, policy, data):
     conf = kvmplace.conf.new_conf()
     if data.draw(st.booleans()):
         filters = data.draw(st.lists(st.sampled_from(scheduler_opts.DEFAULT_FILTERS),
@@ -125,3 +133,32 @@ def test_select_is_the_reference_computation(inv, policy, data):
     slow = reference.select(sched, inv, request, NOW)
     assert json.dumps(objects.plain(fast)) == json.dumps(objects.plain(slow))
     assert fast == slow or json.dumps(fast) == json.dumps(slow)   # nan-proof
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters(), policies, st.data())
+def test_select_is_the_reference_computation(inv, policy, data):
+    _check(inv, policy, data)
+
+
+def test_select_is_the_reference_computation_on_large_seeded_clusters():
+    """Seeded clusters of 3x to 4x the numpy threshold, whatever hypothesis
+    draws: the batch model, the column rounding and the column forms of
+    every plugin against the host-by-host reference."""
+    rng = random.Random(2026)
+    default = kvmplace.conf.new_conf()
+    lenient = kvmplace.conf.new_conf()      # most hosts reach the estimates
+    lenient.set_override('enabled_filters', ['not_source', 'convergence'], group='scheduler')
+    ranked = 0
+    for conf in (default, lenient):
+        sched = manager.SchedulerManager(conf)
+        for size in (LARGE, 4 * batch.MIN_BATCH):
+            for policy in (objects.Policy(), objects.Policy(allow_auto_converge=True,
+                                                            max_downtime_ms=300)):
+                inv = testing.random_cluster(rng, size)
+                request = objects.MigrationRequest(instance='vm', policy=policy)
+                fast = sched.select(inv, request, now=NOW)
+                slow = reference.select(sched, inv, request, NOW)
+                assert json.dumps(objects.plain(fast)) == json.dumps(objects.plain(slow))
+                ranked += len(fast['ranked'])
+    assert ranked > 2 * LARGE
