@@ -53,9 +53,16 @@ class DrainStatus(enum.StrEnum):
     RUNNING = 'running'
     COMPLETED = 'completed'
     FAILED = 'failed'
+    #: The running guests have left, but guests a live migration cannot
+    #: move (shut off, suspended, crashed) are still defined on the host:
+    #: the record names each and what the operator must do
+    #: (kvmplace.conductor.drain_blockers). Not "completed": decommissioning
+    #: the host would lose them.
+    BLOCKED = 'blocked'
 
 
-FINAL_DRAIN_STATUSES: tuple[DrainStatus, ...] = (DrainStatus.COMPLETED, DrainStatus.FAILED)
+FINAL_DRAIN_STATUSES: tuple[DrainStatus, ...] = (DrainStatus.COMPLETED, DrainStatus.FAILED,
+                                                 DrainStatus.BLOCKED)
 
 
 class JobOutcome(enum.StrEnum):

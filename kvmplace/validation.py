@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import reprlib
 from typing import Any, Optional
 
 from kvmplace.conf.agent import NON_SHARED_DISK_MODES, TIMEOUT_ACTIONS
@@ -29,9 +30,17 @@ NAME_MAX = 255
 NAME_RE = re.compile(rf'[A-Za-z0-9][A-Za-z0-9._:@+-]{{0,{NAME_MAX - 1}}}')
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 60, 60
+_REPR.maxlong = 40
+
+
 def show(value: Any) -> str:
-    """A value as an error message shows it: repr, at most 60 characters."""
-    text = repr(value)
+    """A value as an error message shows it: repr, at most 60 characters.
+
+    Made with reprlib's limits, not ``repr()`` then cut: the repr of a
+    refused million-item list would cost what refusing it was to save."""
+    text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + '...'
 
 

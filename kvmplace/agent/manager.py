@@ -17,6 +17,7 @@ from typing import Any, Optional
 import libvirt
 import oslo_messaging as messaging
 
+from kvmplace import bounds
 from kvmplace import objects
 from kvmplace import resources
 from kvmplace.agent import cpu
@@ -52,9 +53,9 @@ def _boundary(fn):
 
 
 class AgentManager:
-    """RPC endpoint; every public method is an RPC method (API 1.0)."""
+    """RPC endpoint; every public method is an RPC method (API 1.1)."""
 
-    target = messaging.Target(version='1.0')
+    target = messaging.Target(version='1.1')
 
     def __init__(self, conf, host: host_mod.HostState, driver: migration.MigrationDriver):
         self.conf = conf
@@ -109,13 +110,17 @@ class AgentManager:
         if node is not None:
             answer['node'], answer['cpus'] = node['id'], node['cpus']
             answer['node_health'] = node.get('health', 1.0)
-        if self.conf.agent.precreate_disk_pools:
-            local = [d for d in guest['disks'] if not d['shared'] and d['path']]
-            try:
-                answer['pools'] = storage.ensure_pools(self._conn(), [d['path'] for d in local])
-            except KvmplaceError as exc:
-                answer['reason'] = str(exc)
-                return answer
+        local = [d['path'] for d in guest['disks'] if not d['shared'] and d['path']]
+        try:
+            if self.conf.agent.precreate_disk_pools and local:
+                answer['pools'] = storage.ensure_pools(
+                    self._conn(), local, self.conf.agent.image_directories,
+                    self.conf.agent.max_storage_pools, guest['uuid'])
+            elif local:
+                storage.check_paths(self._conn(), local, guest['uuid'])
+        except KvmplaceError as exc:
+            answer['reason'] = str(exc)
+            return answer
         answer['ok'] = True
         return answer
 
@@ -141,9 +146,22 @@ class AgentManager:
                     f"{max(0, free_vcpus):.0f} free")
         return cpu.refusal(self._conn(), state['cpu_model'], guest, source_model)
 
+    def _not_migrating(self, name: str, migration_id: Optional[str]) -> None:
+        """Pinning a guest that is migrating changes the QEMU the copy runs
+        in: only that migration's own requests may (API 1.1 carries its id)."""
+        mid = v.migration_id('migration_id', migration_id) if migration_id is not None \
+            else None
+        job = self.driver.get(name)
+        if job is not None and job.active and job.migration_id != mid:
+            raise InvalidInput('migration_id', f'guest {name!r} is migrating '
+                                               f'({job.migration_id}); pinning is refused '
+                                               'unless the request is that migration\'s')
+
     @_boundary
-    def pre_pin(self, ctxt, instance: str, node: Optional[int] = None) -> dict:
+    def pre_pin(self, ctxt, instance: str, node: Optional[int] = None,
+                migration_id: Optional[str] = None) -> dict:
         name = v.name('instance', instance)
+        self._not_migrating(name, migration_id)
         nodes = self.host.numa_nodes()
         node = v.node_id('node', node, [n['id'] for n in nodes])
         dom = self._domain(name)
@@ -168,8 +186,10 @@ class AgentManager:
                 'health': chosen.get('health', 1.0)}
 
     @_boundary
-    def restore_pin(self, ctxt, instance: str, cpus: str) -> dict:
+    def restore_pin(self, ctxt, instance: str, cpus: str,
+                    migration_id: Optional[str] = None) -> dict:
         name = v.name('instance', instance)
+        self._not_migrating(name, migration_id)
         count = host_mod.host_cpu_count(self._conn())
         cpu_ids = v.cpu_list('cpus', cpus, self._allowed_cpus() | set(range(count)))
         dom = self._domain(name)
@@ -194,6 +214,7 @@ class AgentManager:
         if dest_cpus is not None:
             v.cpu_list('dest_cpus', dest_cpus)
         rules = v.policy('policy', policy)
+        v.known_peer(self.conf.agent.peers, dest, uri, stream_uri)
         dom = self._domain(name)
         facts = self.host.guest_facts(dom)
         plan = migration.make_plan(self.conf, facts, uri, stream_uri, dest_cpus, rules)
@@ -315,7 +336,7 @@ class AgentEndpoint:
     (anyone on the bus could otherwise fill the log). The manager itself
     stays plain to call directly."""
 
-    target = messaging.Target(version='1.0')
+    target = messaging.Target(version='1.1')
 
     def __init__(self, manager: AgentManager):
         self.manager = manager
@@ -323,6 +344,10 @@ class AgentEndpoint:
 
 def _expected(name: str):
     def method(self, ctxt, **kwargs):
+        # Sized before anything reads them (kvmplace.bounds): a check that
+        # expands or copies first already paid the cost it was to prevent.
+        for key, value in kwargs.items():
+            bounds.plain(key, value)
         return getattr(self.manager, name)(ctxt, **kwargs)
     method.__name__ = name
     return messaging.expected_exceptions(InvalidInput)(method)

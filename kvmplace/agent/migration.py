@@ -82,6 +82,10 @@ class Job:
     stop_status: Optional[str] = None
     stop_reason: Optional[str] = None
     done: threading.Event = field(default_factory=threading.Event)
+    #: Held while a stop (abort) is asked for and while the outcome is
+    #: read: the migration thread sees the stop's status only once libvirt
+    #: has accepted the abort.
+    stop_lock: threading.Lock = field(default_factory=threading.Lock)
     last_stats: dict = field(default_factory=dict)
     peak: dict = field(default_factory=dict)
     """Largest data/disk figures seen while polling: the destination's
@@ -90,6 +94,20 @@ class Job:
     @property
     def active(self) -> bool:
         return not self.done.is_set()
+
+    def stop(self, dom, status: str, reason: str) -> Optional[str]:
+        """Abort the job; ``stop_status`` is set only once libvirt has
+        accepted the abort. A failed abort used to leave it set, and a set
+        ``stop_status`` switches both timeouts off: the migration then ran
+        unwatched. Returns libvirt's error when the abort failed."""
+        with self.stop_lock:
+            try:
+                dom.abortJob()
+            except libvirt.libvirtError as exc:
+                return exc.get_error_message() or str(exc)
+            if self.stop_status is None:
+                self.stop_status, self.stop_reason = status, reason
+            return None
 
     def view(self) -> dict:
         return {'active': self.active, 'migration_id': self.migration_id,
@@ -303,12 +321,11 @@ class Monitor:
                 return
             except libvirt.libvirtError as exc:
                 LOG.warning('%s: post-copy switch failed (%s); aborting', job.instance, exc)
-        job.stop_status, job.stop_reason = JobOutcome.TIMED_OUT, why[1]
         LOG.warning('%s: %s; aborting the migration', job.instance, why[1])
-        try:
-            self.dom.abortJob()
-        except libvirt.libvirtError as exc:
-            LOG.warning('%s: abort after timeout failed: %s', job.instance, exc)
+        failed = job.stop(self.dom, JobOutcome.TIMED_OUT, why[1])
+        if failed:
+            # The timeouts stay on: the next poll tries again.
+            LOG.warning('%s: abort after timeout failed: %s', job.instance, failed)
 
 
 class MigrationDriver:
@@ -384,8 +401,9 @@ class MigrationDriver:
         if job is not None and job.active and job.postcopy_started:
             return False, 'the migration is in post-copy: the guest already runs on the ' \
                           'destination and cannot be pulled back'
-        if job is not None and job.active and job.stop_status is None:
-            job.stop_status, job.stop_reason = JobOutcome.ABORTED, 'aborted by request'
+        if job is not None and job.active:
+            failed = job.stop(dom, JobOutcome.ABORTED, 'aborted by request')
+            return (False, failed) if failed else (True, None)
         try:
             dom.abortJob()
             return True, None
@@ -404,10 +422,12 @@ class MigrationDriver:
                      plan.dest_uri, flags)
             dom.migrateToURI3(plan.dest_uri, params, flags)
         except libvirt.libvirtError as exc:
-            status = job.stop_status or JobOutcome.FAILED
-            error = job.stop_reason or exc.get_error_message()
-            if job.stop_reason and exc.get_error_message():
-                error = f'{job.stop_reason} ({exc.get_error_message()})'
+            with job.stop_lock:         # an abort in flight decides first
+                stop_status, stop_reason = job.stop_status, job.stop_reason
+            status = stop_status or JobOutcome.FAILED
+            error = stop_reason or exc.get_error_message()
+            if stop_reason and exc.get_error_message():
+                error = f'{stop_reason} ({exc.get_error_message()})'
         except Exception as exc:  # noqa: BLE001 - report every failure
             status, error = JobOutcome.FAILED, f'{type(exc).__name__}: {exc}'
         elapsed = time.monotonic() - job.started

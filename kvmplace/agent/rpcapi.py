@@ -10,6 +10,10 @@ API version history:
 
 * 1.0 - get_host_state, check_destination, pre_pin, restore_pin, migrate,
   get_job, abort, post_verify
+* 1.1 - pre_pin and restore_pin take an optional ``migration_id``: while a
+  guest migrates, the agent refuses pinning requests that are not that
+  migration's. Sent (as 1.1) only when given, so 1.0 agents still answer
+  the calls that carry none.
 """
 from __future__ import annotations
 
@@ -19,14 +23,24 @@ from kvmplace import rpc
 
 
 class AgentAPI:
-    VERSION = '1.0'
+    VERSION = '1.1'
 
     def __init__(self, conf=None, timeout: Optional[int] = None):
         kwargs = {} if conf is None else {'conf': conf}
         self.client = rpc.get_client(rpc.AGENT_TOPIC, self.VERSION, timeout=timeout, **kwargs)
 
-    def _call(self, ctxt, host: str, method: str, **kwargs) -> Any:
-        return self.client.prepare(server=host).call(ctxt, method, **kwargs)
+    def _call(self, ctxt, host: str, method: str, version: Optional[str] = None,
+              **kwargs) -> Any:
+        prepared = self.client.prepare(server=host, **({'version': version} if version
+                                                       else {}))
+        return prepared.call(ctxt, method, **kwargs)
+
+    @staticmethod
+    def _with_migration(migration_id: Optional[str], kwargs: dict) -> tuple[str, dict]:
+        """(version, kwargs): ``migration_id`` is a 1.1 argument."""
+        if migration_id is None:
+            return '1.0', kwargs
+        return '1.1', dict(kwargs, migration_id=migration_id)
 
     def get_host_state(self, ctxt, host: str) -> dict:
         """The host's state: Host fields (ARCHITECTURE inventory) plus
@@ -46,15 +60,21 @@ class AgentAPI:
         return self._call(ctxt, host, 'check_destination', instance=instance,
                           source_cpu_model=source_cpu_model)
 
-    def pre_pin(self, ctxt, host: str, instance: str, node: Optional[int] = None) -> dict:
+    def pre_pin(self, ctxt, host: str, instance: str, node: Optional[int] = None,
+                migration_id: Optional[str] = None) -> dict:
         """Pin the guest's emulator thread to ``node`` (None: the healthiest
         node with room). Returns ``{"node", "cpus", "previous_cpus",
         "affinity"}``; ``affinity`` is read back from /proc."""
-        return self._call(ctxt, host, 'pre_pin', instance=instance, node=node)
+        version, kwargs = self._with_migration(migration_id, {'instance': instance,
+                                                              'node': node})
+        return self._call(ctxt, host, 'pre_pin', version=version, **kwargs)
 
-    def restore_pin(self, ctxt, host: str, instance: str, cpus: str) -> dict:
+    def restore_pin(self, ctxt, host: str, instance: str, cpus: str,
+                    migration_id: Optional[str] = None) -> dict:
         """Put the emulator pinning back to ``cpus``; returns ``{"cpus", "affinity"}``."""
-        return self._call(ctxt, host, 'restore_pin', instance=instance, cpus=cpus)
+        version, kwargs = self._with_migration(migration_id, {'instance': instance,
+                                                              'cpus': cpus})
+        return self._call(ctxt, host, 'restore_pin', version=version, **kwargs)
 
     def migrate(self, ctxt, host: str, migration_id: str, instance: str, dest_host: str,
                 dest_uri: str, migrate_uri: Optional[str], dest_cpus: Optional[str],

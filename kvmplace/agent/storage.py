@@ -7,12 +7,30 @@ of a storage pool on the destination; so the destination agent makes sure
 such a "dir" pool exists. Going through libvirt (not the agent's own file
 system) matters in the lab, where each host's libvirtd has a private mount
 namespace the agent cannot see.
+
+The disk paths arrive over the message bus (check_destination's guest
+dict), so nothing here trusts them (issue 16: a review turned ``/``,
+``/etc``, ``/dev`` and ``/root/.ssh`` into persistent, active pools, 64 per
+call, without limit):
+
+* a pool is prepared only for a directory at or below one of
+  ``[agent] image_directories``;
+* an existing pool for that directory is reused; a new one is defined only
+  while this host has fewer than ``[agent] max_storage_pools`` of kvmplace's;
+* a pool is never of a block device: only "dir", "fs" and "netfs" pools
+  are reused, and a disk path that is a block device is refused;
+* a path that already exists here, or that another domain here uses, is
+  refused: libvirt skips pre-creating an existing path and then copies the
+  incoming disk into it (read from libvirt's qemuMigrationDstPrecreateDisk),
+  overwriting whatever was there.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import xml.etree.ElementTree as ET
+from typing import Optional
 from xml.sax.saxutils import escape
 
 import libvirt
@@ -21,26 +39,99 @@ from kvmplace.exception import KvmplaceError
 
 LOG = logging.getLogger(__name__)
 
+#: Prefix of the pools this module defines (counted against max_storage_pools).
+POOL_PREFIX = 'kvmplace-'
+#: Pool types whose target is a directory of files (never a block device).
+FILE_POOL_TYPES = ('dir', 'fs', 'netfs')
+
+
+class Refused(KvmplaceError):
+    """A disk this host will not prepare: a normal answer of check_destination."""
+
+
+def _pool_xml(pool) -> Optional[ET.Element]:
+    try:
+        return ET.fromstring(pool.XMLDesc(0))
+    except (libvirt.libvirtError, ET.ParseError):
+        return None
+
 
 def _pool_for(conn, directory: str):
     for pool in conn.listAllStoragePools():
-        try:
-            path = pool.XMLDesc(0).split('<path>', 1)[1].split('</path>', 1)[0]
-        except (IndexError, libvirt.libvirtError):
+        root = _pool_xml(pool)
+        if root is None:
             continue
-        if os.path.normpath(path) == directory:
-            return pool
-    return None
+        path = root.findtext('target/path')
+        if path and os.path.normpath(path) == directory:
+            return pool, root.get('type')
+    return None, None
 
 
-def ensure_pools(conn, disk_paths: list[str]) -> list[str]:
-    """Names of the (now running) pools covering each disk's directory."""
-    names = []
-    for directory in sorted({os.path.dirname(p) for p in disk_paths}):
-        pool = _pool_for(conn, directory)
+def allowed_directory(directory: str, image_directories: list[str]) -> bool:
+    """Is ``directory`` one of ``image_directories`` or below one?"""
+    directory = os.path.normpath(directory)
+    for top in image_directories:
+        top = os.path.normpath(top)
+        if os.path.isabs(top) and (directory == top or
+                                   directory.startswith(top.rstrip('/') + '/')):
+            return True
+    return False
+
+
+def _paths_in_use(conn, except_uuid: Optional[str]) -> dict[str, str]:
+    """Every disk source path of this host's domains -> the domain's name."""
+    used: dict[str, str] = {}
+    for dom in conn.listAllDomains(0):
         try:
+            if except_uuid and dom.UUIDString().lower() == except_uuid:
+                continue
+            root = ET.fromstring(dom.XMLDesc(0))
+        except (libvirt.libvirtError, ET.ParseError):
+            continue
+        for source in root.iterfind('devices/disk/source'):
+            for attr in ('file', 'dev', 'volume'):
+                value = source.get(attr)
+                if value:
+                    used[os.path.normpath(value)] = dom.name()
+    return used
+
+
+def check_paths(conn, disk_paths: list[str], guest_uuid: Optional[str]) -> None:
+    """Refuse a path another domain here uses (the incoming guest's own
+    definition, by UUID, does not count)."""
+    used = _paths_in_use(conn, guest_uuid)
+    for path in disk_paths:
+        owner = used.get(os.path.normpath(path))
+        if owner:
+            raise Refused(f'disk path {path} is in use by guest {owner} on this host')
+
+
+def ensure_pools(conn, disk_paths: list[str], image_directories: list[str],
+                 max_pools: int, guest_uuid: Optional[str] = None) -> list[str]:
+    """Names of the (now running) pools covering each disk's directory.
+
+    Raises :class:`Refused` for a disk this host must not prepare and
+    KvmplaceError when libvirt fails."""
+    directories = sorted({os.path.dirname(p) for p in disk_paths})
+    for directory in directories:
+        if not allowed_directory(directory, image_directories):
+            raise Refused(f'disk directory {directory} is not under [agent] '
+                          f'image_directories ({", ".join(image_directories) or "none"})')
+    check_paths(conn, disk_paths, guest_uuid)
+    names = []
+    for directory in directories:
+        pool, kind = _pool_for(conn, directory)
+        try:
+            if pool is not None and kind not in FILE_POOL_TYPES:
+                raise Refused(f'the pool {pool.name()} for {directory} is of type {kind}, '
+                              'not a directory of files')
             if pool is None:
-                name = 'kvmplace-' + hashlib.sha1(directory.encode()).hexdigest()[:12]
+                ours = [p for p in conn.listAllStoragePools()
+                        if p.name().startswith(POOL_PREFIX)]
+                if len(ours) >= max_pools:
+                    raise Refused(f'this host already has {len(ours)} kvmplace storage pools '
+                                  f'([agent] max_storage_pools = {max_pools})')
+                name = POOL_PREFIX + hashlib.sha1(directory.encode()).hexdigest()[:12]
                 xml = (f'<pool type="dir"><name>{escape(name)}</name><target>'
                        f'<path>{escape(directory)}</path></target></pool>')
                 pool = conn.storagePoolDefineXML(xml, 0)
@@ -53,4 +144,23 @@ def ensure_pools(conn, disk_paths: list[str]) -> list[str]:
             raise KvmplaceError(f'cannot prepare a storage pool for {directory}: '
                                 f'{exc.get_error_message()}') from None
         names.append(pool.name())
+    for path in disk_paths:
+        _refuse_existing(conn, path)
     return names
+
+
+def _refuse_existing(conn, path: str) -> None:
+    """A path that exists here already (a file the pool's refresh found,
+    or a block device) is refused: libvirt would copy into it."""
+    try:
+        vol = conn.storageVolLookupByPath(path)
+    except libvirt.libvirtError:
+        return                          # not there: libvirt pre-creates it
+    try:
+        kind = vol.info()[0]
+    except libvirt.libvirtError:
+        kind = None
+    if kind == libvirt.VIR_STORAGE_VOL_BLOCK:
+        raise Refused(f'disk path {path} is a block device on this host')
+    raise Refused(f'disk path {path} already exists on this host (libvirt would copy the '
+                  'incoming disk over it); remove it or pick another path')

@@ -18,6 +18,7 @@ import re
 from typing import Any, Optional
 from urllib.parse import urlparse
 
+from kvmplace import bounds
 from kvmplace import objects
 from kvmplace import validation as shared
 from kvmplace.exception import InvalidInput
@@ -31,7 +32,7 @@ PATH_RE = re.compile(r'^/[A-Za-z0-9_.+@:/=-]{0,4095}$')
 LIBVIRT_SCHEMES = ('qemu', 'qemu+tcp', 'qemu+tls', 'qemu+ssh', 'qemu+libssh',
                    'qemu+libssh2', 'qemu+unix', 'test')
 MIGRATE_SCHEMES = ('tcp',)
-MAX_CPU_ID = 8191
+MAX_CPU_ID = bounds.MAX_CPU_ID
 MAX_MEMORY_MIB = 64 * 1024 * 1024  # 64 TiB
 POLICY_KEYS = shared.POLICY_SCHEMA
 name = shared.name
@@ -152,6 +153,27 @@ def migrate_uri(field: str, value: Any) -> Optional[str]:
             not parsed.hostname or not _netloc_ok(parsed):
         raise InvalidInput(field, 'must be tcp://ADDRESS[:PORT]')
     return value
+
+
+def known_peer(peers: dict, dest_host: str, dest_uri: str, migrate_uri: Optional[str]) -> None:
+    """The destination must be a peer of this host's configuration
+    (``[agent] peers``, NAME:ADDRESS) and both URIs must name that peer
+    (by its name or its address): the request comes over the bus, and a
+    URI of the caller's choosing would send the guest's memory anywhere.
+    The peer list is this agent's own: a list sent over the bus would be
+    as forgeable as the request."""
+    if dest_host not in peers:
+        known = ', '.join(sorted(peers)[:8]) or 'none: [agent] peers is empty'
+        raise InvalidInput('dest_host', f'{dest_host!r} is not a known peer of this host '
+                                        f'([agent] peers: {known})')
+    allowed = {dest_host.lower(), str(peers[dest_host]).strip('[]').lower()}
+    for field, value in (('dest_uri', dest_uri), ('migrate_uri', migrate_uri)):
+        if value is None:
+            continue
+        hostname = urlparse(value).hostname
+        if hostname is None or hostname.lower() not in allowed:
+            raise InvalidInput(field, f'{value!r} does not name peer {dest_host} '
+                                      f'({" or ".join(sorted(allowed))})')
 
 
 def path(field: str, value: Any) -> str:

@@ -19,8 +19,9 @@ PLAN_COLUMNS = ['instance', 'source', 'dest', 'start_seconds', 'predicted_second
                 'bandwidth_mibps', 'bottleneck', 'predicted_downtime_ms']
 RECORD_COLUMNS = ['id', 'instance', 'source', 'dest', 'status', 'elapsed_seconds',
                   'predicted_seconds', 'error']
-#: A drain or rebalance record (not a plan) in one of these ended badly.
-FAILED = (DrainStatus.FAILED,)
+#: A drain or rebalance record (not a plan) in one of these ended badly
+#: (blocked: guests a live migration cannot move are still defined there).
+FAILED = (DrainStatus.FAILED, DrainStatus.BLOCKED)
 
 
 def is_plan(data: dict) -> bool:

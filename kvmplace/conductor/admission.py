@@ -39,8 +39,21 @@ class Admission:
     max_per_source_always: int = 0
     slots: dict[str, Slot] = field(default_factory=dict)
     _cond: threading.Condition = field(default_factory=threading.Condition)
+    #: Set by :meth:`close` (the conductor stops): nothing is admitted any
+    #: more. Before, a stopping conductor's workflows released their slots
+    #: as they were interrupted, and a queued workflow took the freed slot
+    #: and started pre_pin and migrate on the way out.
+    closed: bool = False
+
+    def close(self) -> None:
+        """Admit nothing from now on, and wake every waiter to see it."""
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
 
     def _blocker(self, slot: Slot) -> Optional[str]:
+        if self.closed:
+            return 'the conductor is stopping'
         sources = Counter(s.source for s in self.slots.values())
         dests = Counter(s.dest for s in self.slots.values())
         if not slot.planned:
@@ -79,7 +92,7 @@ class Admission:
                 if reason is None:
                     self.slots[slot.migration_id] = slot
                     return True
-                if cancelled():
+                if cancelled() or self.closed:
                     return False
                 if reason != told:
                     on_wait(reason)

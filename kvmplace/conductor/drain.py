@@ -25,6 +25,7 @@ import threading
 from typing import Optional
 
 from kvmplace.conductor import clock as clock_mod
+from kvmplace.conductor import drain_blockers
 from kvmplace.conductor import retry
 from kvmplace.conductor.db.api import LeaseLost
 from kvmplace.exception import DatabaseError, KvmplaceError, NotFound
@@ -162,6 +163,9 @@ class DrainExecutor:
                                if m['instance'] == n), None),
                            'reason': last_error[n]}
                           for n in sorted(set(last_error) - done - set(on_host))]
+                # Empty means no guest *defined* here, not none running.
+                blocked = drain_blockers.blockers(self.db.get_host(host).get('state') or {},
+                                                  moved=done)
                 status = DrainStatus.COMPLETED if not on_host and not broken \
                     else DrainStatus.FAILED
                 error = None
@@ -171,9 +175,13 @@ class DrainExecutor:
                     error = (f'{host} is empty, but {len(broken)} guests left it through a '
                              f'migration that failed: ' + '; '.join(
                                  f"{b['instance']} ({b['reason']})" for b in broken))
+                elif blocked:
+                    status = DrainStatus.BLOCKED
+                    error = drain_blockers.summary(host, blocked)
                 self._save(status=status, plan={**plan, 'unplaced': unplaced,
                                                 'remaining': on_host, 'moved': sorted(done),
-                                                'failed_after_leaving': broken},
+                                                'failed_after_leaving': broken,
+                                                'blocked': blocked},
                            error=error)
                 return True
             events = (tuple((m['id'], m['status']) for m in migrations), tuple(on_host),

@@ -20,12 +20,14 @@ Adding an RPC method: implement it on the manager, add it here and to
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import oslo_messaging as messaging
 
+from kvmplace import bounds
 from kvmplace.conductor import manager as manager_mod
-from kvmplace.exception import KvmplaceError
+from kvmplace.exception import InvalidInput, KvmplaceError
 
 #: The conductor's RPC API: the only names a bus client can call.
 RPC_METHODS = (
@@ -39,7 +41,30 @@ RPC_METHODS = (
     'list_path_rates', 'forget_path_rates',
 )
 
-_expected = messaging.expected_exceptions(KvmplaceError)
+
+
+def _expected(fn):
+    """KvmplaceError expected; every argument sized (kvmplace.bounds)
+    before the manager sees it. A cast's refusal reaches nobody: it is
+    logged in one line and dropped, as the manager drops a malformed one."""
+    @functools.wraps(fn)
+    def wrapper(self, ctxt, *args, **kwargs):
+        try:
+            for key, value in kwargs.items():
+                if key == 'host_state':
+                    bounds.report(key, value)
+                else:
+                    bounds.plain(key, value)
+        except InvalidInput as exc:
+            if fn.__name__ in _CASTS:
+                manager_mod.LOG.warning('%s dropped: %s', fn.__name__, exc)
+                return None
+            raise
+        return fn(self, ctxt, *args, **kwargs)
+    return messaging.expected_exceptions(KvmplaceError)(wrapper)
+
+
+_CASTS = ('report_state', 'migration_progress', 'migration_finished')
 
 
 class ConductorEndpoint:

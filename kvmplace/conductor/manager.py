@@ -185,9 +185,13 @@ class ConductorManager:
         return self._stopping.is_set()
 
     def stop(self) -> None:
+        """Admit nothing new and wake every waiting workflow: each stops
+        where it stands (its record stays for the next start's recovery)."""
         self._stopping.set()
         if self.cloud is not None:
             self.cloud.stop()
+        self.parts.admission.close()
+        self.parts.waiters.interrupt()
         for executor in self._executors.values():
             executor.stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -104,6 +104,13 @@ class Waiters:
         with self._lock:
             self._waiters.pop(migration_id, None)
 
+    def interrupt(self) -> None:
+        """Wake every waiting workflow (the conductor stops): each sees
+        ``stopping`` at once instead of after its poll interval."""
+        with self._lock:
+            for waiter in self._waiters.values():
+                waiter.event.set()
+
 
 @dataclasses.dataclass
 class Collaborators:
@@ -157,6 +164,8 @@ class MigrationWorkflow:
         return bool(self.record()['abort_requested'])
 
     def check_abort(self) -> None:
+        if self.parts.stopping.is_set():
+            raise Interrupted()         # nothing new starts on a stopping conductor
         if self.abort_requested():
             raise Aborted()
 
@@ -308,13 +317,15 @@ class MigrationWorkflow:
                 on_wait=lambda r: self.db.finish_step(sid, StepStatus.WAITING, message=r))
             self.db.finish_step(sid, StepStatus.OK if ok else StepStatus.CANCELLED)
             if not ok:
+                self.check_abort()      # stopping: Interrupted
                 raise Aborted()
         self.check_abort()
         self.set(status=MS.PINNING)
         want_node = (estimate.get('pre_pin') or {}).get('node')
         try:
             pin = self.step('pre_pin', instance.host, lambda: self.agents.pre_pin(
-                self.rpc_ctxt, instance.host, instance=instance.name, node=want_node))
+                self.rpc_ctxt, instance.host, instance=instance.name, node=want_node,
+                migration_id=self.mid))
         except KvmplaceError as exc:
             # Refused: nothing was pinned. The migration goes on without.
             LOG.warning('migration %s: pre_pin refused: %s', self.mid[:8], _reason(exc))
@@ -386,21 +397,27 @@ class MigrationWorkflow:
         quiet_after = 3.0 * interval
         if resumed:
             waiter.last_heard -= quiet_after
-        abort_sent = False
+        abort_sent = abort_confirmed = False
         first = resumed
         while True:
-            if self.clock.wait(waiter.event, 0 if first else interval):
-                return waiter.result or {'status': JobOutcome.FAILED, 'error': 'empty result'}
+            woke = self.clock.wait(waiter.event, 0 if first else interval)
+            if woke and waiter.result is not None:
+                return waiter.result
             if self.parts.stopping.is_set():
                 raise Interrupted()
             stored = self._stored_word(waiter)
             if stored is not None:
                 return stored
-            if not abort_sent and self.abort_requested():
+            if woke:
+                return {'status': JobOutcome.FAILED, 'error': 'empty result'}
+            if not abort_confirmed and self.abort_requested():
+                # Sent again at every poll until the agent confirms: an
+                # abort that failed (or whose answer was lost) once must
+                # not leave the copy running unwatched.
+                if not abort_sent:
+                    self.event('abort', rec['source'], message='abort requested')
                 abort_sent = True
-                self.event('abort', rec['source'], message='abort requested')
-                _safe_call(lambda: self.agents.abort(self.rpc_ctxt, rec['source'],
-                                                     instance=rec['instance']))
+                abort_confirmed = self._send_abort(rec)
             first = False
             silent = self.clock.monotonic() - waiter.last_heard
             if silent >= quiet_after:
@@ -545,8 +562,9 @@ class MigrationWorkflow:
         job = self._until_answered(deadline, lambda: self.agents.get_job(
             self.rpc_ctxt, rec['source'], instance=rec['instance']))
         if job.get('active') and self._job_is_ours(rec, job):
-            _safe_call(lambda: self.agents.abort(self.rpc_ctxt, rec['source'],
-                                                 instance=rec['instance']))
+            retry.call(lambda: self._send_abort(rec), clock=self.clock,
+                       done=lambda confirmed: confirmed,
+                       timeout_s=max(0.0, deadline - self.clock.monotonic()))
             self._wait_job_gone(rec)
         hosts = [h for h in (rec['source'], rec.get('dest')) if h]
         answered: set = set()
@@ -590,6 +608,16 @@ class MigrationWorkflow:
         steps = self.db.get_migration(self.mid)['steps']
         return any(s['name'] == 'migrate' and s['status'] != StepStatus.FAILED for s in steps)
 
+    def _send_abort(self, rec: dict) -> bool:
+        """Ask the source to abort; True once it confirms (or has no job)."""
+        answer = _safe_call(lambda: self.agents.abort(self.rpc_ctxt, rec['source'],
+                                                      instance=rec['instance']))
+        if answer.get('aborted') is True:
+            return True
+        job = _safe_call(lambda: self.agents.get_job(self.rpc_ctxt, rec['source'],
+                                                     instance=rec['instance']))
+        return job.get('ok') is not False and not job.get('active')
+
     def _until_answered(self, deadline: float, fn: Callable[[], Any]) -> dict:
         """``fn``'s answer; while it fails (no answer), asked again with a
         growing pause until ``deadline``; then the failure (``ok: False``)."""
@@ -610,8 +638,8 @@ class MigrationWorkflow:
         if not previous:
             return
         self.step('restore_pin', rec['source'], lambda: self.agents.restore_pin(
-            self.rpc_ctxt, rec['source'], instance=rec['instance'], cpus=previous),
-            tolerate=True)
+            self.rpc_ctxt, rec['source'], instance=rec['instance'], cpus=previous,
+            migration_id=self.mid), tolerate=True)
 
 
 #: How a record is picked up, by its status: the workflow's entry points.

@@ -156,8 +156,20 @@ OPTS = [
              '"full" (VIR_MIGRATE_NON_SHARED_DISK) or "incremental" '
              '(VIR_MIGRATE_NON_SHARED_INC, needs the same backing file on '
              'the destination).'),
+    cfg.DictOpt(
+        'peers', default={}, sample_default='cn-b:10.0.0.2,cn-c:10.0.0.3',
+        help='The hosts this agent may migrate guests to, as '
+             'NAME:ADDRESS pairs (NAME the peer\'s [agent] host, ADDRESS '
+             'the address or DNS name its libvirt URI and migration '
+             'address use). A migrate request is refused unless its '
+             'dest_host is listed and the host part of its dest_uri and '
+             'migrate_uri is that peer\'s name or address: anyone who can '
+             'publish on the message bus could otherwise send a guest to a '
+             'machine of their choosing. Empty: no migration is started. '
+             'The agent trusts its own configuration only, not a list sent '
+             'over the bus. Related: [agent] migration_tls.'),
     cfg.BoolOpt(
-        'migration_tls', default=False,
+        'migration_tls', default=True,
         help='Encrypt QEMU\'s migration stream itself (VIR_MIGRATE_TLS), '
              'not only libvirt\'s control connection: a qemu+tls '
              'peer_libvirt_uri protects the commands between the two '
@@ -166,13 +178,29 @@ OPTS = [
              'certificates (qemu.conf migrate_tls_x509_cert_dir); without '
              'them the migration fails at its start and the guest stays on '
              'the source. Set on the source host: it chooses the flags. '
-             'Related: peer_libvirt_uri, migration_address.'),
+             'Related: peer_libvirt_uri, migration_address. On by '
+             'default for deployments; a closed test network (the lab) may '
+             'turn it off.'),
     cfg.BoolOpt(
         'precreate_disk_pools', default=True,
         help='In check_destination, make sure a libvirt "dir" storage pool '
              'covers the directory of every local disk of the incoming '
              'guest, so that libvirt pre-creates the disk image for a '
              'non-shared-storage migration.'),
+    cfg.ListOpt(
+        'image_directories', default=['/var/lib/libvirt/images'],
+        help='Directories under which check_destination may prepare a '
+             'libvirt "dir" storage pool for the local disks of an '
+             'incoming guest (precreate_disk_pools). A disk elsewhere is '
+             'refused: the path arrives over the message bus, and a pool '
+             'makes libvirt create files in its directory. Absolute, '
+             'normalized paths; a disk counts when its directory is one of '
+             'these or below one.'),
+    cfg.IntOpt(
+        'max_storage_pools', default=16, min=0,
+        help='Most storage pools check_destination defines on this host '
+             '(pools that already exist for a directory are reused and '
+             'not counted again). 0: never define one.'),
     cfg.ListOpt(
         'shared_storage_paths', default=[],
         help='Path prefixes whose files every host sees (NFS and the '

@@ -100,6 +100,12 @@ def write_config(state: dict) -> str:
             f"host = {host['name']}",
             f"libvirt_uri = {host['libvirt_uri']}",
             f"migration_address = {host['address']}",
+            "# Every other lab host is a peer this agent may migrate to.",
+            "peers = " + ",".join(f"{h['name']}:{h['address']}" for h in hosts
+                                  if h["name"] != host["name"]),
+            "# The lab's bridge is a closed test network: QEMU's stream stays",
+            "# plain TCP (tests/integration/test_libvirt_tls.py turns TLS on).",
+            "migration_tls = false",
             f"link_mbps = {host['link_mbps']}",
             f"numa_topology_file = {labstate.numa_file(host['name'])}",
             "",

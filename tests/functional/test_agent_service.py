@@ -78,7 +78,8 @@ def agent(tmp_path_factory, broker_url, client_conf, conductor, guest):
         tmp / 'agent.conf', broker_url, host=host, libvirt_uri='qemu:///system',
         numa_topology_file=numa_file, report_interval_seconds=1,
         probe_seconds_per_node=0.1, probe_buffer_mib=16, dirty_rate_interval_seconds=5,
-        link_mbps=10000, migration_address='127.0.0.1')
+        link_mbps=10000, migration_address='127.0.0.1', peers='h2:127.0.0.2',
+        image_directories=str(tmp / 'images'))
     proc = AgentProcess(config, str(tmp / 'agent.log'))
     api = rpcapi.AgentAPI(conf=client_conf, timeout=10)
 
@@ -235,6 +236,19 @@ def test_check_destination_offers_a_node_and_a_migration_uri(agent):
      'policy.max_downtime_ms'),
     ('post_verify', {'instance': '{guest}', 'uuid': 'nope', 'memory_mib': 1, 'vcpus': 1,
                      'cpus': None}, 'uuid'),
+    # Issue 16: only to a configured peer ([agent] peers = h2:127.0.0.2),
+    # and both URIs must name that peer.
+    ('migrate', {'migration_id': 'm1', 'instance': '{guest}', 'dest_host': 'collector',
+                 'dest_uri': 'qemu+tcp://collector.invalid/system', 'migrate_uri': None,
+                 'dest_cpus': None, 'policy': {}}, 'dest_host'),
+    ('migrate', {'migration_id': 'm1', 'instance': '{guest}', 'dest_host': 'h2',
+                 'dest_uri': 'qemu+tcp://collector.invalid/system', 'migrate_uri': None,
+                 'dest_cpus': None, 'policy': {}}, 'dest_uri'),
+    ('migrate', {'migration_id': 'm1', 'instance': '{guest}', 'dest_host': 'h2',
+                 'dest_uri': 'qemu+tcp://127.0.0.2/system', 'migrate_uri': 'tcp://10.9.9.9',
+                 'dest_cpus': None, 'policy': {}}, 'migrate_uri'),
+    # Sized before it is expanded (kvmplace.bounds).
+    ('restore_pin', {'instance': '{guest}', 'cpus': ','.join(['0-8191'] * 200)}, 'cpus'),
 ])
 def test_bad_arguments_are_refused_over_rabbitmq(agent, guest, method, kwargs, field):
     kwargs = {k: (v.format(guest=guest['name']) if isinstance(v, str) else v)
@@ -243,3 +257,25 @@ def test_bad_arguments_are_refused_over_rabbitmq(agent, guest, method, kwargs, f
         getattr(agent['api'], method)({}, agent['host'], **kwargs)
     assert str(err.value).startswith(field + ':')
     assert guest['dom'].isActive()
+
+
+@pytest.mark.parametrize('directory', ['/etc', '/', '/root/.ssh', '/dev'])
+def test_no_storage_pool_outside_the_image_directories(agent, directory):
+    """Issue 16: check_destination made a persistent, active "dir" pool of
+    any directory a caller named. A real agent over RabbitMQ now refuses a
+    disk outside [agent] image_directories, and libvirt has no new pool."""
+    conn = libvirt.open('qemu:///system')
+    try:
+        before = sorted(p.name() for p in conn.listAllStoragePools())
+        answer = agent['api'].check_destination(
+            {}, agent['host'], instance={
+                'name': 'incoming-2', 'memory_mib': 64, 'vcpus': 1,
+                'uuid': str(uuid_mod.uuid4()),
+                'disks': [{'shared': False, 'path': f'{directory.rstrip("/")}/x.qcow2'}]},
+            source_cpu_model=None)
+        after = sorted(p.name() for p in conn.listAllStoragePools())
+    finally:
+        conn.close()
+    assert answer['ok'] is False
+    assert 'is not under [agent] image_directories' in answer['reason']
+    assert after == before

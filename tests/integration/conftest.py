@@ -93,6 +93,11 @@ def lab():
 
     existing = _healthy_session_lab()
     if existing is not None:
+        # The agents' config files follow this checkout's options (a lab
+        # brought up by older code lacks e.g. [agent] peers); options a
+        # running older agent does not know are ignored by oslo.config.
+        from kvmplace.lab import services
+        services.write_config(existing)
         yield existing
         return
     started = time.monotonic()

@@ -94,13 +94,16 @@ def test_flags_for_a_guest_with_a_local_disk(agent_conf, test_dom):
     assert numa  # imported for the facts' node list shape
 
 
-def test_migration_tls_adds_the_flag_only_when_set(agent_conf, test_dom):
-    """QEMU's stream is TLS only on request: it needs certificates on both
-    hosts (the lab test moves a guest with it, test_libvirt_tls.py)."""
+def test_migration_tls_is_on_by_default_and_can_be_turned_off(agent_conf, test_dom):
+    """QEMU's stream is TLS unless turned off (issue 16: it was off by
+    default); it needs certificates on both hosts (the lab test moves a
+    guest with it, test_libvirt_tls.py). A closed test network turns it off."""
     plan = _plan(agent_conf)
+    agent_conf.set_override('migration_tls', False, 'agent')
     flags, _ = migration.flags_and_params(test_dom, plan, agent_conf)
     assert not flags & libvirt.VIR_MIGRATE_TLS
-    agent_conf.set_override('migration_tls', True, 'agent')
+    agent_conf.clear_override('migration_tls', 'agent')
+    assert agent_conf.agent.migration_tls is True
     flags, _ = migration.flags_and_params(test_dom, plan, agent_conf)
     assert flags & libvirt.VIR_MIGRATE_TLS and flags & libvirt.VIR_MIGRATE_PEER2PEER
 
@@ -192,6 +195,7 @@ def test_migrate_on_the_test_driver_fails_cleanly_and_reports(agent, notifier, m
         opened.append(conn)
         return conn
     monkeypatch.setattr(agent.driver, '_open', spy_open)
+    agent.conf.set_override('peers', {'other': '127.0.0.1'}, 'agent')
     answer = agent.manager.migrate({}, migration_id='mig-1', instance=TEST_GUEST,
                                    dest_host='other', dest_uri='qemu+tcp://127.0.0.1/system',
                                    migrate_uri='tcp://127.0.0.1', dest_cpus='0-3',

@@ -74,3 +74,20 @@ def test_every_contract_method_exists_on_the_endpoint(agent):
         assert callable(getattr(agent.manager, name)), name
         assert callable(getattr(endpoint, name)), name
         assert hasattr(rpcapi.AgentAPI, name), name
+
+
+def test_the_migration_id_travels_over_rpc_as_api_1_1(served, agent, test_dom):
+    """pre_pin/restore_pin with a migration_id (API 1.1): accepted for that
+    migration while the guest migrates; without one, refused."""
+    from tests.unit.security.test_agent_trust import migrating
+    job = migrating(agent, 'mig-9')
+    try:
+        with pytest.raises(InvalidInput, match='migration_id'):
+            served.pre_pin({}, 'unit-host', instance=TEST_GUEST, node=0)
+        pin = served.pre_pin({}, 'unit-host', instance=TEST_GUEST, node=0,
+                             migration_id='mig-9')
+        back = served.restore_pin({}, 'unit-host', instance=TEST_GUEST,
+                                  cpus=pin['previous_cpus'], migration_id='mig-9')
+        assert back['cpus'] == pin['previous_cpus']
+    finally:
+        job.done.set()

@@ -69,13 +69,13 @@ class FakeAgents:
         return {'ok': True, 'reason': None, 'node': 1, 'cpus': '1',
                 'libvirt_uri': f'qemu+tcp://{host}/system', 'migration_uri': f'tcp://{host}'}
 
-    def pre_pin(self, ctxt, host, instance, node=None):
+    def pre_pin(self, ctxt, host, instance, node=None, migration_id=None):
         self._check(host, 'pre_pin')
         previous = self.cloud.pins[instance]
         self.cloud.pins[instance] = '1'
         return {'node': 1, 'cpus': '1', 'previous_cpus': previous, 'affinity': '1'}
 
-    def restore_pin(self, ctxt, host, instance, cpus):
+    def restore_pin(self, ctxt, host, instance, cpus, migration_id=None):
         self._check(host, 'restore_pin')
         self.cloud.pins[instance] = cpus
         return {'cpus': cpus, 'affinity': cpus}

@@ -200,7 +200,7 @@ class LostPinReply(fakes.FakeAgents):
             guest['emulator_cpus'] = self.cloud.pins[guest['name']]
         return state
 
-    def pre_pin(self, ctxt, host, instance, node=None):
+    def pre_pin(self, ctxt, host, instance, node=None, migration_id=None):
         super().pre_pin(ctxt, host, instance, node)
         raise TimeoutError('no reply in time')
 

@@ -25,7 +25,7 @@ def _revision(name: str):
 def test_the_schema_revision_matches_the_enums():
     """A change of the vocabulary needs a new alembic revision: the head
     revision's frozen lists must be the enums."""
-    rev = _revision('0004_status_vocabulary.py')
+    rev = _revision('0005_drain_blocked.py')
     assert rev.MIGRATION_STATUSES == tuple(st.MigrationStatus)
     assert rev.ACTIVE_MIGRATION_STATUSES == st.ACTIVE_MIGRATION_STATUSES
     assert rev.DRAIN_STATUSES == tuple(st.DrainStatus)

@@ -1,7 +1,7 @@
 """facts imported for Nova's hosts, and the decisions given to nova-scheduler
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-01 03:00:00
 
 ``imported_hosts`` and ``imported_links`` hold what ``kvmplace hosts import``
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
