@@ -11,16 +11,14 @@ with the helpers of test_faults.py.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import tempfile
 import time
 
 import pytest
 
 from tests.functional.conftest import wait_for
+from tests.functional.postgresql.private import PrivatePostgres
 from tests.integration.test_agent_lab import shared_lab  # noqa: F401
 from tests.integration.test_conductor_lab import Stack, _bin
 from tests.integration.test_conductor_lab import running_on as where_all
@@ -32,52 +30,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
 
 TAKEOVER_S = 6
 NAMES = ('lab-c0', 'lab-c1', 'lab-c2')
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-class PrivatePostgres:
-    """A PostgreSQL cluster of this module's own (initdb + pg_ctl)."""
-
-    def __init__(self):
-        bins = sorted(d for d in os.listdir('/usr/lib/postgresql')) if \
-            os.path.isdir('/usr/lib/postgresql') else []
-        if not bins:
-            pytest.skip('no PostgreSQL server binaries under /usr/lib/postgresql')
-        self.bin = f'/usr/lib/postgresql/{bins[-1]}/bin'
-        self.dir = tempfile.mkdtemp(prefix='kvmplace-pg-', dir='/tmp')
-        shutil.chown(self.dir, 'postgres', 'postgres')
-        os.chmod(self.dir, 0o700)
-        self.port = _free_port()
-        self._pg(f'{self.bin}/initdb', '-D', f'{self.dir}/data', '-U', 'postgres',
-                 '--auth-host=trust', '--auth-local=trust', '-E', 'UTF8', '--locale=C.UTF-8')
-        with open(f'{self.dir}/data/postgresql.conf', 'a') as fh:
-            fh.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
-                     f"unix_socket_directories = '{self.dir}'\nfsync = off\n")
-        self.start()
-        self.url = f'postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres'
-
-    def _pg(self, *argv: str) -> None:
-        subprocess.run(['runuser', '-u', 'postgres', '--', *argv], check=True,
-                       capture_output=True, timeout=120)
-
-    def start(self) -> None:
-        self._pg(f'{self.bin}/pg_ctl', '-D', f'{self.dir}/data', '-l', f'{self.dir}/log',
-                 '-w', '-t', '60', 'start')
-
-    def stop(self) -> None:
-        self._pg(f'{self.bin}/pg_ctl', '-D', f'{self.dir}/data', '-m', 'fast', '-w', 'stop')
-
-    def remove(self) -> None:
-        try:
-            self.stop()
-        except subprocess.CalledProcessError:
-            pass
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Conductors(Stack):

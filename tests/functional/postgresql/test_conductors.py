@@ -234,3 +234,36 @@ def test_admission_holds_across_conductors(quick):
     assert second['started_at'] >= first_copy['finished_at'], (first, second)
     waited = [s for s in second['steps'] if s['name'] == 'admission']
     assert waited and 'link' in (waited[0]['message'] or ''), second['steps']
+
+
+@pytest.fixture
+def private_pg():
+    from tests.functional.postgresql.private import PrivatePostgres
+    pg = PrivatePostgres()
+    yield pg
+    pg.remove()
+
+
+@pytest.fixture
+def on_private_pg(tmp_path, private_pg, broker_url, client_conf, cloud):  # noqa: F811
+    yield from _cluster(tmp_path, private_pg.url, broker_url, client_conf, cloud, 3.0)
+
+
+def test_postgresql_restart_mid_drain(on_private_pg, private_pg):
+    """The database server (a private cluster) stops for a few seconds -
+    longer than takeover_seconds - while a drain copies: the drain and its
+    migrations still end in the truth, each guest moved once."""
+    cl = on_private_pg
+    drain = cl.on(NAMES[2]).call({}, 'drain', host='h1', dry_run=False)
+    wait_for(lambda: cl.agents.jobs, 60, 'the first copy of the drain', 0.1)
+    private_pg.stop()
+    time.sleep(TAKEOVER_S + 2)
+    private_pg.start()
+    final = wait_for(lambda: (lambda d: d if d and d['status'] != 'running' else None)(
+        _drain(cl, drain['id'])), 240, 'the drain to end', 0.5)
+    assert final['status'] == 'completed', final
+    assert not [g for g, v in cl.cloud.guests.items() if v['host'] == 'h1']
+    migrates = [c for c in cl.agents.calls if c[0] == 'migrate']
+    assert len(migrates) == 4, migrates
+    assert ('abort', 'h1') not in cl.agents.calls
+    assert all(p.poll() is None for p in cl.procs.values())
