@@ -151,17 +151,19 @@ def _drain_with(three, shared_lab, api, during) -> dict:
         counts[host] = counts.get(host, 0) + 1
     host = max(counts, key=counts.get)
     drain = three.cli('drain', host)
-    wait_for(lambda: any(m['status'] == 'migrating'
-                         for m in (api.get_drain({}, drain['id'])['migrations'] or [])),
-             180, 'the first copy of the drain', 0.5)
-    during(drain)
-    final = wait_for(lambda: _drain_done(api, drain['id']), 900, 'the drain to end', 2.0)
-    assert final['status'] == 'completed', final
-    for g in shared_lab['guests']:
-        assert len(where_all(g['name'])) == 1, g
-    assert not [g for g in shared_lab['guests'] if measure.where(g['name']) == host]
-    three.cli('hosts', 'maintenance', host, 'off', check=False)
-    return final
+    try:
+        wait_for(lambda: any(m['status'] == 'migrating'
+                             for m in (api.get_drain({}, drain['id'])['migrations'] or [])),
+                 180, 'the first copy of the drain', 0.5)
+        during(drain)
+        final = wait_for(lambda: _drain_done(api, drain['id']), 900, 'the drain to end', 2.0)
+        assert final['status'] == 'completed', final
+        for g in shared_lab['guests']:
+            assert len(where_all(g['name'])) == 1, g
+        assert not [g for g in shared_lab['guests'] if measure.where(g['name']) == host]
+        return final
+    finally:
+        three.cli('hosts', 'maintenance', host, 'off', check=False)
 
 
 def test_kill_two_of_three_during_a_drain(three, shared_lab):  # noqa: F811
