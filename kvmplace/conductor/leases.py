@@ -111,16 +111,22 @@ class Leases:
                 model.id.in_(ids), model.lease_owner == self.owner)))
         return set(ids) - mine
 
-    def adoptable(self, table: str, running: Iterable[str] = ()) -> list[dict]:
-        """Active records nobody drives: no owner, an expired lease, or
-        this conductor's name with nothing here driving them."""
+    def adoptable(self, table: str, running: Iterable[str] = (),
+                  own: bool = False) -> list[dict]:
+        """Active records nobody drives: no owner or an expired lease;
+        with ``own`` (a conductor's first look after a restart under the
+        same name) also those with this conductor's name. Later looks
+        leave them to expire: a record this process is creating right now
+        names it before its thread starts."""
         model = _TABLES[table]
         now = self.clock.time()
+        who = [model.lease_owner.is_(None), model.lease_expires.is_(None),
+               model.lease_expires < now]
+        if own:
+            who.append(model.lease_owner == self.owner)
         with self.db.session() as s:
-            rows = s.scalars(sa.select(model).where(_active(table), sa.or_(
-                model.lease_owner.is_(None), model.lease_expires.is_(None),
-                model.lease_expires < now, model.lease_owner == self.owner)
-            ).order_by(model.created_at))
+            rows = s.scalars(sa.select(model).where(_active(table), sa.or_(*who))
+                             .order_by(model.created_at))
             found = [models.to_dict(r) for r in rows]
         running = set(running)
         return [r for r in found if r['id'] not in running]

@@ -78,6 +78,7 @@ class ConductorManager:
         self._lost_casts, self._lost_warned = 0, -1e9   # see _cast_not_stored
         self._executors: dict = {}
         self._adopt_lock = threading.Lock()
+        self._looked = False            # recover() ran once (leases.Leases.adoptable)
         if cloud is not None:
             self.parts.admission.max_per_source_always = \
                 conf.nova.max_concurrent_live_migrations
@@ -134,14 +135,15 @@ class ConductorManager:
         resumed = []
         with self._adopt_lock:
             running = self._driven()
-            for rec in self.leases.adoptable('migrations', running['migrations']):
+            own, self._looked = not self._looked, True
+            for rec in self.leases.adoptable('migrations', running['migrations'], own):
                 if not self.leases.claim('migrations', rec['id']):
                     continue            # another conductor was faster
                 LOG.info('recovering migration %s of %s (was %s, owner %s)', rec['id'][:8],
                          rec['instance'], rec['status'], rec.get('lease_owner') or 'none')
                 self.start_workflow(rec['id'])
                 resumed.append(rec['id'])
-            for drain in self.leases.adoptable('drains', running['drains']):
+            for drain in self.leases.adoptable('drains', running['drains'], own):
                 if not self.leases.claim('drains', drain['id']):
                     continue
                 LOG.info('resuming %s %s (owner was %s)', drain['kind'], drain['id'][:8],

@@ -160,6 +160,16 @@ class MigrationWorkflow:
                      {'id': self.mid[:8], 'inst': rec['instance'], 'status': fields['status']})
         return rec
 
+    def _still_mine(self) -> dict:
+        """The record, if this conductor still holds its lease - checked
+        before undoing anything (unpinning, aborting): a conductor that
+        lost the lease must not touch the guest its new owner drives."""
+        rec = self.record()
+        if self.parts.leases is not None and \
+                rec.get('lease_owner') not in (None, self.owner()):
+            raise db_api.LeaseLost(f"migration {self.mid} is owned by {rec['lease_owner']} now")
+        return rec
+
     def abort_requested(self) -> bool:
         return bool(self.record()['abort_requested'])
 
@@ -200,32 +210,12 @@ class MigrationWorkflow:
         handler for its status (:data:`RESUME`) takes it from there."""
         lost = False
         try:
-            rec = self.record()
-            RESUME[MS(rec['status'])](self, rec)
-        except Interrupted:
-            raise                       # the record stays for recovery: no outcome
+            self._drive()
         except db_api.LeaseLost as exc:
             # Another conductor adopted the record: it drives the guest
             # now. Touch nothing (no abort, no unpinning, no slot release).
             LOG.warning('migration %s: %s; leaving it to that conductor', self.mid[:8], exc)
             lost = True
-        except Aborted:
-            rec = self.record()
-            if rec['status'] in BEFORE_COPY_STATUSES:
-                self._undo_pin(rec)
-                self.set(status=MS.ABORTED, error='aborted by request before the migration '
-                         'started')
-            else:
-                self._rollback(rec, 'aborted by request')
-        except Exception as exc:  # noqa: BLE001 - every failure ends in a record
-            if not isinstance(exc, KvmplaceError):
-                LOG.exception('migration %s failed', self.mid[:8])
-            rec = self.record()
-            if rec['status'] in (MS.MIGRATING, MS.VERIFYING, MS.ROLLING_BACK):
-                self._rollback(rec, _reason(exc))
-            else:
-                self._undo_pin(rec)
-                self.set(status=MS.FAILED, error=_reason(exc))
         finally:
             if not lost:
                 self.parts.admission.release(self.mid)
@@ -235,6 +225,30 @@ class MigrationWorkflow:
             return final
         self.parts.notifications.final(final)
         return final
+
+    def _drive(self) -> None:
+        try:
+            rec = self.record()
+            RESUME[MS(rec['status'])](self, rec)
+        except (Interrupted, db_api.LeaseLost):
+            raise                       # the record stays for recovery / its new owner
+        except Aborted:
+            rec = self._still_mine()
+            if rec['status'] in BEFORE_COPY_STATUSES:
+                self._undo_pin(rec)
+                self.set(status=MS.ABORTED, error='aborted by request before the migration '
+                         'started')
+            else:
+                self._rollback(rec, 'aborted by request')
+        except Exception as exc:  # noqa: BLE001 - every failure ends in a record
+            if not isinstance(exc, KvmplaceError):
+                LOG.exception('migration %s failed', self.mid[:8])
+            rec = self._still_mine()
+            if rec['status'] in (MS.MIGRATING, MS.VERIFYING, MS.ROLLING_BACK):
+                self._rollback(rec, _reason(exc))
+            else:
+                self._undo_pin(rec)
+                self.set(status=MS.FAILED, error=_reason(exc))
 
     # -- resuming a record, by status (RESUME) --------------------------------
     def _start(self, rec: dict) -> None:
