@@ -61,6 +61,7 @@ class ConductorManager:
             learner=learning.Learner(conf, db, scheduler, self.snapshots.topology),
             notifications=notifications.Notifications(notifier),
             waiters=wf.Waiters(clock), stopping=self._stopping, clock=clock)
+        self.concurrency = learning.ConcurrencyLearner(conf, db, lambda: scheduler.params)
         self._pool = futures.ThreadPoolExecutor(conf.conductor.workers,
                                                 thread_name_prefix='migration')
         self._running: dict[str, futures.Future] = {}

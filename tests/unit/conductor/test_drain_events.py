@@ -13,6 +13,7 @@ import pytest
 from kvmplace import conf as kconf
 from kvmplace import topology as topo
 from kvmplace.conductor import drain as drain_exec
+from kvmplace.conductor import learning
 from kvmplace.conductor.db import api as db_api
 from kvmplace.exception import KvmplaceError
 from kvmplace.planner import drain as drain_plan
@@ -30,6 +31,8 @@ class Ctx:
         self.scheduler = manager.SchedulerManager(self.conf)
         self.inventory = inventory
         self.refuse = False
+        self.concurrency = learning.ConcurrencyLearner(self.conf, db,
+                                                       lambda: self.scheduler.params)
 
     def snapshot(self):
         return self.inventory, topo.Topology.from_inventory(self.inventory)
