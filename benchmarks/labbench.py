@@ -67,6 +67,23 @@ def machine() -> dict:
     return info
 
 
+def provenance() -> dict:
+    """When, from which code and on what a benchmark's figures were made:
+    every benchmark JSON line carries these (date UTC, the commit, with
+    ``-dirty`` when the tree had uncommitted changes, and the machine)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(['git', '-C', REPO, *args], capture_output=True, text=True,
+                                  timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ''
+    commit = git('rev-parse', 'HEAD') or 'unknown'
+    if git('status', '--porcelain', '--untracked-files=no'):
+        commit += '-dirty'
+    return {'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), 'commit': commit,
+            'machine': machine()}
+
+
 def wait_dirtiers(state: dict, timeout_s: float = 180.0) -> None:
     """Wait until every Linux guest's dirtier has filled its buffer (it
     prints its settings once the buffer holds non-zero data; the lab's
