@@ -204,6 +204,7 @@ class Stack:
                 f.write('\n')
         self.configs = [services.CONFIG_FILE, self.config]
         self.procs: dict[str, subprocess.Popen] = {}
+        self._api = None
         self._start('conductor', [_bin('kvmplace-conductor')], self.configs)
         for host in state['hosts']:
             name = host['name']
@@ -228,6 +229,27 @@ class Stack:
             raise RuntimeError(f'{" ".join(args)} failed ({out.returncode}): '
                                f'{out.stderr.strip()}')
         return json.loads(out.stdout) if out.stdout.strip() else {}
+
+    def api(self):
+        """The conductor's RPC API from this process (what a cloud scheduler
+        or script uses): no CLI process start-up in what is timed. On the
+        global CONF (oslo.messaging registers its tracing options there)."""
+        if self._api is None:
+            from oslo_config import cfg
+
+            import kvmplace.conf as kconf
+            from kvmplace import rpc
+            from kvmplace.conductor import rpcapi
+            try:
+                kconf.register_opts(cfg.CONF)
+                rpc.register_opts(cfg.CONF)
+            except cfg.DuplicateOptError:
+                pass
+            rpc.cleanup()          # an earlier stack's transport (another vhost)
+            cfg.CONF([], project='kvmplace', default_config_files=self.configs,
+                     default_config_dirs=[])
+            self._api = rpcapi.ConductorAPI(conf=cfg.CONF, timeout=60)
+        return self._api
 
     def wait_ready(self, timeout_s: float = 120.0, dirty_rates: bool = True) -> list[dict]:
         """Every host reporting; with ``dirty_rates``, every Linux guest's
