@@ -136,3 +136,84 @@ def test_costs_never_shorten_a_plan(sched, seed, c, overhead):
     assert costly['predicted_makespan_seconds'] >= plain['predicted_makespan_seconds'] - 1e-6
     assert {m['instance'] for m in costly['migrations']} == \
         {m['instance'] for m in plain['migrations']}
+
+
+# --- from the conductor's database, and back to the operator ---------------------
+
+def _store(db, truth: conc.Concurrency, guests: int, at: float) -> str:
+    """Write a completed drain as the conductor would have recorded it,
+    with the timestamps of synthetic_drain (a real SQLite database)."""
+    import sqlalchemy as sa
+
+    from kvmplace.conductor.db import models
+    record, migrations = synthetic_drain(truth, guests, at=at)
+    drain = db.create_drain('drain', f'src-{at:.0f}', {'initial': {}})
+    with db.session() as s:
+        s.execute(sa.update(models.DrainRecord).where(models.DrainRecord.id == drain['id'])
+                  .values(status='completed',
+                          created_at=dt.datetime.fromisoformat(record['created_at']),
+                          finished_at=dt.datetime.fromisoformat(record['finished_at'])))
+    for m in migrations:
+        rec = db.create_migration(f"{m['id']}-{at:.0f}", 'src', m['dest'], {},
+                                  drain_id=drain['id'])
+        with db.session() as s:
+            s.execute(sa.update(models.MigrationRecord)
+                      .where(models.MigrationRecord.id == rec['id'])
+                      .values(status='completed', dest=m['dest'], estimate=m['estimate'],
+                              result=m['result'],
+                              **{k: dt.datetime.fromisoformat(m[k])
+                                 for k in ('created_at', 'started_at', 'finished_at')}))
+    return drain['id']
+
+
+def test_the_conductor_learns_from_its_finished_drains(tmp_path):
+    from kvmplace.conductor import learning
+    from kvmplace.conductor.db import api as db_api
+    db = db_api.Database(f'sqlite:///{tmp_path}/k.sqlite')
+    db.upgrade()
+    conf = kconf.new_conf()
+    conf.set_override('learning_prior_migrations', 0.0, group='estimator')
+    learner = learning.ConcurrencyLearner(conf, db, lambda: PARAMS)
+    assert learner.current() == conc.Concurrency.from_conf(conf)     # nothing yet
+    truth = conc.Concurrency(record_overhead_seconds=1.5, contention=0.4,
+                             start_lag_seconds=0.6)
+    _store(db, truth, 1, at=0.0)
+    _store(db, truth, 3, at=100.0)
+    learned = learner.current()
+    assert learned.samples == 4
+    assert learned.record_overhead_seconds == pytest.approx(1.5, abs=0.01)
+    assert learned.start_lag_seconds == pytest.approx(0.6, abs=0.01)
+    assert learned.contention == pytest.approx(0.4, abs=0.01)
+    conf.set_override('learn_concurrency', False, group='estimator')
+    assert learner.current() == conc.Concurrency.from_conf(conf)
+
+
+def _drain_record(predicted: list[float], measured: list[float], learned: int) -> dict:
+    migrations, plan = [], []
+    for i, (p, m) in enumerate(zip(predicted, measured)):
+        plan.append({'instance': f'vm{i}', 'dest': 'd', 'start_seconds': 0.0,
+                     'predicted_seconds': p})
+        migrations.append({'instance': f'vm{i}', 'status': 'completed',
+                           'created_at': _iso(0.0), 'finished_at': _iso(m),
+                           'estimate': {'total_seconds': p / 2},
+                           'result': {'elapsed_seconds': m - 1.0}})
+    return {'kind': 'drain', 'status': 'completed', 'id': 'x', 'created_at': _iso(0.0),
+            'finished_at': _iso(max(measured) + 0.5), 'migrations': migrations,
+            'plan': {'initial': {'migrations': plan,
+                                 'predicted_makespan_seconds': max(predicted) + 0.5,
+                                 'concurrency': {'samples': learned}}}}
+
+
+def test_a_finished_drain_says_whether_its_plan_held():
+    from kvmplace.cli import plan as cli_plan
+    good = cli_plan.prediction_check(_drain_record([10.0, 8.0], [10.5, 7.6], 5))
+    assert good['agree'] and 'why' not in good
+    assert good['makespan_error'] == pytest.approx((10.5 - 11.0) / 11.0, abs=1e-3)
+    assert any('agree within 15%' in line
+               for line in cli_plan.record_notes(_drain_record([10.0], [10.5], 5)))
+    first = cli_plan.prediction_check(_drain_record([5.0, 5.0], [10.0, 9.0], 0))
+    assert not first['agree'] and 'no finished drain' in first['why']
+    later = cli_plan.prediction_check(_drain_record([5.0, 5.0], [10.0, 9.0], 4))
+    assert not later['agree'] and 'solo pace' in later['why']
+    running = dict(_drain_record([5.0], [5.0], 1), status='running')
+    assert cli_plan.prediction_check(running) is None
