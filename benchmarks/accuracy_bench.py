@@ -422,7 +422,7 @@ def main(argv=None) -> int:
         health = labbench.guest_health(state)
     out = evaluate(cases, failed, calibration)
     out.update(health)
-    out.update(labbench.provenance(), dirty_sampling=dict(zip(
+    out.update(state['provenance'], dirty_sampling=dict(zip(
         ('seconds', 'rounds'), dirty_sampling(args.dirty_sampling))),
         scored_run='this session', runtime_seconds=round(time.monotonic() - lab_started, 1))
     report(out, args.json)

@@ -131,6 +131,9 @@ def lab(who: str, hosts: int, links: list[int], mix: list[dict],
         log(f'lab: up in {state.get("up_seconds")} s, dirtiers running')
         #: When this benchmark got the lab: runtimes exclude the wait for it.
         state['bench_locked_at'] = locked_at
+        #: Date, commit and machine as the measuring starts (a commit made
+        #: while a long run goes on must not be credited with it).
+        state['provenance'] = provenance()
         yield state
     finally:
         try:
@@ -282,6 +285,11 @@ class Stack:
             time.sleep(1.0)
 
     def stop(self) -> None:
+        if self._api is not None:
+            # This process's transport would retry the deleted vhost for ever.
+            from kvmplace import rpc
+            rpc.cleanup()
+            self._api = None
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()

@@ -214,7 +214,7 @@ def main(argv=None) -> int:
         'step_seconds_median': {n: labbench.median(r['steps'].get(n) for r in kvm)
                                 for n in step_names},
         'repeats': args.repeats, 'guest_memory_mib': args.memory,
-        'runs': runs, **labbench.provenance(),
+        'runs': runs, **state['provenance'],
         'runtime_seconds': round(time.monotonic() - lab_started, 1),
     }
     if args.json:

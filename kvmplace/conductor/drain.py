@@ -192,7 +192,10 @@ class DrainExecutor:
                                                   'remaining': on_host, 'moved': sorted(done)},
                            error=f'{len(todo)} guests cannot be placed')
                 return True
-            starts = [m for m in new['migrations'] if m['start_seconds'] <= 1e-6]
+            # What starts now: a plan's records begin one start lag after
+            # the decision (planner/concurrency.py), so "now" is that lag.
+            starts = [m for m in new['migrations']
+                      if m['start_seconds'] <= concurrency.start_lag_seconds + 1e-6]
         else:
             moves = plan.get('moves') or []
             inventory, topology = self.ctx.snapshot()

@@ -43,6 +43,7 @@ from kvmplace.status import MigrationStatus
 #: times its solo time in company says more about a fault than about CPUs).
 MAX_CONTENTION = 3.0
 MAX_FIXED_SECONDS = 30.0
+MIN_PACE = 0.1
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ class Concurrency:
     #: The part of the record overhead after the job (post-verify, settle):
     #: what a running migration still costs once its job ends.
     verify_seconds: float = 0.0
+    #: Pace of a migration that ran alone in a drain against its estimate
+    #: (the job time the estimate expected / the one measured): the hosts'
+    #: load at drain time, which single-migration calibration does not see.
+    pace: float = 1.0
     #: Migrations / gaps the figures were learned from (0: the priors).
     samples: int = 0
 
@@ -61,6 +66,11 @@ class Concurrency:
         """Factor on a stream's rate when ``streams`` migrations (itself
         included) share its source or destination host."""
         return 1.0 / (1.0 + self.contention * max(0, streams - 1))
+
+    def factor(self, streams: int) -> float:
+        """What a stream's planned rate is multiplied by: the drains' pace
+        and the slowdown by company."""
+        return self.pace * self.slowdown(streams)
 
     def to_dict(self) -> dict:
         return {k: (round(v, 3) if isinstance(v, float) else v)
@@ -221,4 +231,6 @@ def fit(drains: Iterable[tuple[dict, list[dict]]], params: estimator.ModelParams
                                         prior_samples)),
         verify_seconds=clamp(_shrink([clamp(v) for v in tails], prior.verify_seconds,
                                      prior_samples)),
+        pace=min(1.0 / MIN_PACE, max(MIN_PACE, _shrink(solo_paces, prior.pace,
+                                                       prior_samples))),
         samples=len(overheads))

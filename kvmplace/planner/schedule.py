@@ -432,7 +432,8 @@ class Scheduler:
     def _contend(self, running: list[_Running]) -> None:
         """Slow each stream by the others on its hosts (every one has just
         been advanced to now, so the new factor applies from now on)."""
-        if not self.concurrency.contention:
+        model = self.concurrency
+        if not model.contention and model.pace == 1.0:
             return
         known = self.inventory.hosts
         # A migration running outside the plan is known by its links only.
@@ -442,7 +443,7 @@ class Scheduler:
             if isinstance(r, _Busy):
                 continue
             streams = sum(1 for other in hosts if mine & other)
-            r.factor = self.concurrency.slowdown(streams)
+            r.factor = model.factor(streams)
 
     def _close(self, r: _Running, now: float) -> Planned:
         p = r.plan

@@ -217,3 +217,15 @@ def test_a_finished_drain_says_whether_its_plan_held():
     assert not later['agree'] and 'solo pace' in later['why']
     running = dict(_drain_record([5.0], [5.0], 1), status='running')
     assert cli_plan.prediction_check(running) is None
+
+
+def test_the_drains_pace_is_learned_from_lone_migrations_and_slows_the_plan(sched):
+    truth = conc.Concurrency(record_overhead_seconds=1.0, contention=0.0)
+    record, migrations = synthetic_drain(truth, 1)
+    migrations[0]['estimate']['bandwidth_mibps'] = 200.0   # it ran at half its estimate
+    learned = conc.fit([(record, migrations)], PARAMS, prior_samples=0)
+    assert learned.pace == pytest.approx(0.5, rel=1e-3)
+    inv = synth.drain_cluster(3, guests=1, dirty_max=0)
+    plain = drain.plan(sched, inv, 'src')
+    slow = drain.plan(sched, inv, 'src', concurrency=conc.Concurrency(pace=0.5))
+    assert slow['predicted_makespan_seconds'] > 1.5 * plain['predicted_makespan_seconds']
