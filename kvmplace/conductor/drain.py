@@ -193,9 +193,10 @@ class DrainExecutor:
                            error=f'{len(todo)} guests cannot be placed')
                 return True
             # What starts now: a plan's records begin one start lag after
-            # the decision (planner/concurrency.py), so "now" is that lag.
+            # the decision (planner/concurrency.py), so "now" is that lag,
+            # as the plan prints it (to the millisecond).
             starts = [m for m in new['migrations']
-                      if m['start_seconds'] <= concurrency.start_lag_seconds + 1e-6]
+                      if m['start_seconds'] <= round(concurrency.start_lag_seconds, 3) + 1e-6]
         else:
             moves = plan.get('moves') or []
             inventory, topology = self.ctx.snapshot()

@@ -109,14 +109,15 @@ def test_a_failed_start_is_retried_at_the_next_look(setup):
 
 def test_a_learned_start_lag_still_starts_the_first_guests(setup, monkeypatch):
     """The plan puts records one start lag after the decision; the executor
-    must take that lag as "now" (it once waited for ever for a start at 0)."""
+    must take that lag as "now", as the plan prints it rounded (it once
+    waited for ever for a start at 0, then for one at 0.18 > 0.17951)."""
     from kvmplace.planner import concurrency as conc
     ctx, db, record, executor, calls = setup
     learned = conc.Concurrency(record_overhead_seconds=1.2, contention=0.3,
-                               start_lag_seconds=0.4, pace=0.8, samples=5)
+                               start_lag_seconds=0.17951, pace=0.8, samples=5)
     monkeypatch.setattr(ctx.concurrency, 'current', lambda: learned)
     tick(db, record, executor)
     assert db.list_migrations(drain_id=record['id'])
     plan = db.get_drain(record['id'])['plan']
-    assert plan['current']['concurrency']['start_lag_seconds'] == 0.4
+    assert plan['current']['concurrency']['start_lag_seconds'] == 0.18
     assert plan['predicted_end_at'] > plan['replanned_at']
