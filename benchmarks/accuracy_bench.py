@@ -28,6 +28,15 @@ back to the calibrated constants.
 with this code (no lab): to judge a model or learning change on the same
 measurements.
 
+``--calibrate-from RUN.json`` is the cross-session score: the constants are
+fitted on every run of that earlier (committed) output and fixed before
+this run; every run of this session (or of ``--replay``) is then scored
+with them, none used to calibrate. The learning settings (weight 0.5,
+prior 3 migrations) were fixed before either. ``--dirty-sampling agent``
+(the default) samples each guest's dirty rate once for
+``[agent] dirty_rate_calc_seconds`` (1 s), as the agent does by default;
+``bench`` is the earlier 6 x 4 s sampling.
+
 Prints one JSON line (with --json) or a table. Takes 8-12 minutes here.
 """
 from __future__ import annotations
@@ -124,11 +133,21 @@ def predict(case: dict, params: estimator.ModelParams,
 
 # --- measuring ---------------------------------------------------------------
 
-def measure_dirty_rates(guests: list[str]) -> dict[str, float]:
+def dirty_sampling(kind: str) -> tuple[int, int]:
+    """(seconds, rounds) of the dirty-rate sampling: the agent's default
+    (one round of [agent] dirty_rate_calc_seconds) or the bench's own."""
+    if kind == 'bench':
+        return DIRTY_CALC_SECONDS, DIRTY_CALC_ROUNDS
+    from kvmplace import conf as kconf
+    return kconf.new_conf().agent.dirty_rate_calc_seconds, 1
+
+
+def measure_dirty_rates(guests: list[str], sampling: str = 'agent') -> dict[str, float]:
     from kvmplace.lab import measure
+    seconds, rounds = dirty_sampling(sampling)
     with concurrent.futures.ThreadPoolExecutor(len(guests)) as pool:
-        futures = {g: pool.submit(measure.dirty_rate_mibps, g, DIRTY_CALC_SECONDS,
-                                  DIRTY_CALC_ROUNDS) for g in guests}
+        futures = {g: pool.submit(measure.dirty_rate_mibps, g, seconds, rounds)
+                   for g in guests}
         return {g: round(f.result(), 2) for g, f in futures.items()}
 
 
@@ -368,9 +387,18 @@ def main(argv=None) -> int:
                         help='score the runs of an earlier --json output again (no lab, no '
                              'migrations): to try a model or learning change on the same '
                              'measurements')
+    parser.add_argument('--calibrate-from', metavar='JSON',
+                        help='fit the constants on every run of this earlier --json output '
+                             'and score every run of this session (or of --replay) with them')
+    parser.add_argument('--dirty-sampling', choices=('agent', 'bench'), default='agent',
+                        help='dirty-rate sampling: the agent\'s default (one 1 s round) or '
+                             'the bench\'s 6 x 4 s (default agent)')
     args = parser.parse_args(argv)
+    calibration = None
+    if args.calibrate_from:
+        calibration = (args.calibrate_from, load_cases(args.calibrate_from)[0])
     if args.replay:
-        return replay(args.replay, args.json)
+        return replay(args.replay, args.json, calibration)
     why = labbench.require_lab_tools()
     if why:
         sys.stderr.write(f'accuracy_bench: {why}\n')
@@ -384,18 +412,19 @@ def main(argv=None) -> int:
         by_shape = {(g['memory_mib'], g['dirty_rate_mibps']): g['name'] for g in state['guests']
                     if g['kind'] != 'firmware'}
         calibration_names = {by_shape[k] for k in CALIBRATION if k in by_shape}
-        labbench.log('measuring dirty rates (libvirt page sampling)')
+        labbench.log(f'measuring dirty rates (libvirt page sampling, {args.dirty_sampling})')
         dirty = measure_dirty_rates([g['name'] for g in state['guests']
-                                     if g['kind'] != 'firmware'])
+                                     if g['kind'] != 'firmware'], args.dirty_sampling)
         labbench.log(f'dirty rates: {dirty}')
         warm_up(state)
         failed: list[dict] = []
         cases = run_matrix(state, calibration_names, dirty, failed)
         health = labbench.guest_health(state)
-    out = evaluate(cases, failed)
+    out = evaluate(cases, failed, calibration)
     out.update(health)
-    out.update(machine=labbench.machine(),
-               runtime_seconds=round(time.monotonic() - lab_started, 1))
+    out.update(state['provenance'], dirty_sampling=dict(zip(
+        ('seconds', 'rounds'), dirty_sampling(args.dirty_sampling))),
+        scored_run='this session', runtime_seconds=round(time.monotonic() - lab_started, 1))
     report(out, args.json)
     return 0
 
@@ -407,15 +436,33 @@ MEASURED = ('guest', 'memory_mib', 'dirty_rate_mibps', 'dirty_rate_set_mibps', '
             'data_mib', 'iterations', 'steady_mibps')
 
 
-def evaluate(cases: list[dict], failed: list[dict]) -> dict:
+def evaluate(cases: list[dict], failed: list[dict],
+             calibration_from: tuple[str, list[dict]] | None = None) -> dict:
     """Calibrate on the calibration runs, score the others (plain and with
-    learning); the benchmark's JSON without the machine facts."""
-    calibration = [c for c in cases if c['split'] == 'calibration']
+    learning); the benchmark's JSON without the machine facts. With
+    ``calibration_from`` (path, its cases), calibrate on those and score
+    every one of ``cases``.
+
+    ``mape`` and ``max_abs_error`` are fractions (0.1 = 10 %); the
+    ``*_pct`` keys keep the percentages earlier outputs had."""
+    if calibration_from is not None:
+        calibration = calibration_from[1]
+        for c in cases:
+            c['split'] = 'test'
+        calibration_run = os.path.relpath(calibration_from[0], labbench.REPO)
+    else:
+        calibration = [c for c in cases if c['split'] == 'calibration']
+        calibration_run = 'this run (its calibration guests)'
     calibrated = fit(calibration)
     labbench.log(f'calibrated on {len(calibration)} runs: {calibrated}')
     with tempfile.TemporaryDirectory(prefix='kvmplace-accuracy-') as tmp:
         summary = score(cases, calibrated, tmp)
+    summary['mape_pct'], summary['max_abs_error_pct'] = summary['mape'], summary['max_abs_error']
+    summary['mape'] = round(summary['mape'] / 100.0, 4) if summary['mape'] is not None else None
+    summary['max_abs_error'] = (round(summary['max_abs_error'] / 100.0, 4)
+                                if summary['max_abs_error'] is not None else None)
     return {'benchmark': 'accuracy', 'cases': cases, **summary,
+            'calibration_run': calibration_run,
             'repeatability': repeatability(cases), 'failed_runs': failed,
             'calibrated': calibrated, 'previous_constants': PREVIOUS,
             'calibration_runs': len(calibration),
@@ -423,14 +470,24 @@ def evaluate(cases: list[dict], failed: list[dict]) -> dict:
             'max_downtime_ms_model': QEMU_DOWNTIME_MS, 'host_links_mbps': HOST_LINKS}
 
 
-def replay(path: str, as_json: bool) -> int:
-    """--replay: the measurements of an earlier run, scored by this code."""
+def load_cases(path: str) -> tuple[list[dict], dict]:
+    """The measured part of an earlier --json output's cases, and the output."""
     with open(path) as fh:
         earlier = json.loads(fh.read().strip().splitlines()[-1])
-    cases = [{k: c[k] for k in MEASURED if k in c} for c in earlier['cases']]
-    out = evaluate(cases, earlier.get('failed_runs', []))
-    out.update(machine=earlier.get('machine'), replayed_from=os.path.abspath(path),
-               runtime_seconds=earlier.get('runtime_seconds'))
+    return [{k: c[k] for k in MEASURED if k in c} for c in earlier['cases']], earlier
+
+
+def replay(path: str, as_json: bool,
+           calibration: tuple[str, list[dict]] | None = None) -> int:
+    """--replay: the measurements of an earlier run, scored by this code."""
+    cases, earlier = load_cases(path)
+    out = evaluate(cases, earlier.get('failed_runs', []), calibration)
+    prov = labbench.provenance()
+    out.update(measured_on=earlier.get('machine'), machine=prov['machine'],
+               date=prov['date'], commit=prov['commit'],
+               scored_run=os.path.relpath(path, labbench.REPO),
+               measured_date=earlier.get('date'), replayed_from=os.path.relpath(
+                   path, labbench.REPO), runtime_seconds=earlier.get('runtime_seconds'))
     report(out, as_json)
     return 0
 
@@ -447,7 +504,7 @@ def report(out: dict, as_json: bool) -> None:
                   f"{c['link_mbps']:>6} {c['split']:11} {c['predicted_seconds']:>7.2f} "
                   f"{c['predicted_learned_seconds']:>7.2f} {c['measured_seconds']:>7.2f} "
                   f"{c['error_pct']:>6.1f} {c['error_learned_pct']:>7.1f}")
-        print(f"MAPE {out['mape']} % (max {out['max_abs_error']} %), with learning "
+        print(f"MAPE {out['mape_pct']} % (max {out['max_abs_error_pct']} %), with learning "
               f"{out['mape_learned']} %; constants {calibrated}")
 
 

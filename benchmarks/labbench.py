@@ -67,6 +67,23 @@ def machine() -> dict:
     return info
 
 
+def provenance() -> dict:
+    """When, from which code and on what a benchmark's figures were made:
+    every benchmark JSON line carries these (date UTC, the commit, with
+    ``-dirty`` when the tree had uncommitted changes, and the machine)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(['git', '-C', REPO, *args], capture_output=True, text=True,
+                                  timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ''
+    commit = git('rev-parse', 'HEAD') or 'unknown'
+    if git('status', '--porcelain', '--untracked-files=no'):
+        commit += '-dirty'
+    return {'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), 'commit': commit,
+            'machine': machine()}
+
+
 def wait_dirtiers(state: dict, timeout_s: float = 180.0) -> None:
     """Wait until every Linux guest's dirtier has filled its buffer (it
     prints its settings once the buffer holds non-zero data; the lab's
@@ -114,6 +131,9 @@ def lab(who: str, hosts: int, links: list[int], mix: list[dict],
         log(f'lab: up in {state.get("up_seconds")} s, dirtiers running')
         #: When this benchmark got the lab: runtimes exclude the wait for it.
         state['bench_locked_at'] = locked_at
+        #: Date, commit and machine as the measuring starts (a commit made
+        #: while a long run goes on must not be credited with it).
+        state['provenance'] = provenance()
         yield state
     finally:
         try:
@@ -187,6 +207,7 @@ class Stack:
                 f.write('\n')
         self.configs = [services.CONFIG_FILE, self.config]
         self.procs: dict[str, subprocess.Popen] = {}
+        self._api = None
         self._start('conductor', [_bin('kvmplace-conductor')], self.configs)
         for host in state['hosts']:
             name = host['name']
@@ -211,6 +232,27 @@ class Stack:
             raise RuntimeError(f'{" ".join(args)} failed ({out.returncode}): '
                                f'{out.stderr.strip()}')
         return json.loads(out.stdout) if out.stdout.strip() else {}
+
+    def api(self):
+        """The conductor's RPC API from this process (what a cloud scheduler
+        or script uses): no CLI process start-up in what is timed. On the
+        global CONF (oslo.messaging registers its tracing options there)."""
+        if self._api is None:
+            from oslo_config import cfg
+
+            import kvmplace.conf as kconf
+            from kvmplace import rpc
+            from kvmplace.conductor import rpcapi
+            try:
+                kconf.register_opts(cfg.CONF)
+                rpc.register_opts(cfg.CONF)
+            except cfg.DuplicateOptError:
+                pass
+            rpc.cleanup()          # an earlier stack's transport (another vhost)
+            cfg.CONF([], project='kvmplace', default_config_files=self.configs,
+                     default_config_dirs=[])
+            self._api = rpcapi.ConductorAPI(conf=cfg.CONF, timeout=60)
+        return self._api
 
     def wait_ready(self, timeout_s: float = 120.0, dirty_rates: bool = True) -> list[dict]:
         """Every host reporting; with ``dirty_rates``, every Linux guest's
@@ -243,6 +285,11 @@ class Stack:
             time.sleep(1.0)
 
     def stop(self) -> None:
+        if self._api is not None:
+            # This process's transport would retry the deleted vhost for ever.
+            from kvmplace import rpc
+            rpc.cleanup()
+            self._api = None
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()

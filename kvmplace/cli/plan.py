@@ -77,6 +77,86 @@ def unplaced_notes(entries: list[dict], label: str = 'unplaced') -> list[str]:
     return lines
 
 
+#: Predicted and measured times agree when within this fraction.
+AGREE_FRACTION = 0.15
+
+
+def _seconds_between(start, end) -> float | None:
+    import datetime as dt
+    if not start or not end:
+        return None
+    a, b = (dt.datetime.fromisoformat(str(x).rstrip('Z')) for x in (start, end))
+    return (b - a).total_seconds()
+
+
+def prediction_check(data: dict) -> dict | None:
+    """A finished drain's initial plan against what happened: per
+    migration its planned record time and its measured one, the makespan
+    both ways, whether they agree within AGREE_FRACTION and, when not,
+    the measured cause. None for anything but a completed drain record."""
+    initial = (data.get('plan') or {}).get('initial') or {}
+    if is_plan(data) or data.get('kind', 'drain') != 'drain' or \
+            data.get('status') != DrainStatus.COMPLETED or not initial.get('migrations'):
+        return None
+    planned = {m['instance']: m for m in initial['migrations']}
+    moves = []
+    for m in data.get('migrations') or []:
+        p = planned.get(m['instance'])
+        measured = _seconds_between(m.get('created_at'), m.get('finished_at'))
+        if p is None or measured is None or m.get('status') != 'completed':
+            continue
+        job = (m.get('result') or {}).get('elapsed_seconds')
+        moves.append({'instance': m['instance'], 'predicted_seconds': p['predicted_seconds'],
+                      'measured_seconds': round(measured, 3), 'job_seconds': job,
+                      'solo_seconds': (m.get('estimate') or {}).get('total_seconds')})
+    measured = _seconds_between(data.get('created_at'), data.get('finished_at'))
+    predicted = initial.get('predicted_makespan_seconds')
+    if measured is None or not predicted or not moves:
+        return None
+    error = (predicted - measured) / measured
+    errors = [abs(m['predicted_seconds'] - m['measured_seconds']) / m['measured_seconds']
+              for m in moves if m['measured_seconds'] > 0]
+    out = {'predicted_makespan_seconds': predicted, 'measured_makespan_seconds':
+           round(measured, 3), 'makespan_error': round(error, 3),
+           'migration_mape': round(sum(errors) / len(errors), 3) if errors else None,
+           'migrations': moves, 'agree': abs(error) <= AGREE_FRACTION and all(
+               e <= AGREE_FRACTION for e in errors)}
+    if not out['agree']:
+        learned = (initial.get('concurrency') or {}).get('samples', 0)
+        paces = [m['solo_seconds'] / m['job_seconds'] for m in moves
+                 if m['solo_seconds'] and m['job_seconds']]
+        pace = sorted(paces)[len(paces) // 2] if paces else None
+        if not learned:
+            out['why'] = ('the plan had no finished drain to learn from (concurrency: '
+                          'contention between parallel migrations, the fixed costs of each); '
+                          'the next drain plans with what this one measured')
+        elif pace is not None:
+            out['why'] = (f'the migrations ran at {pace:.0%} of their solo pace (median), '
+                          f'the plan expected the pace of the {learned} migrations learned '
+                          'from: the hosts were busier or quieter than then')
+        else:
+            out['why'] = 'no job statistics to tell which part was off'
+    return out
+
+
+def prediction_notes(data: dict) -> list[str]:
+    check = prediction_check(data)
+    if check is None:
+        return []
+    lines = [f"predicted {render.fmt_seconds(check['predicted_makespan_seconds'])}, "
+             f"measured {render.fmt_seconds(check['measured_makespan_seconds'])} "
+             f"({check['makespan_error']:+.0%}); per migration "
+             + ', '.join(f"{render.safe(m['instance'])} "
+                         f"{render.fmt_seconds(m['predicted_seconds'])}/"
+                         f"{render.fmt_seconds(m['measured_seconds'])}"
+                         for m in check['migrations'])]
+    if check['agree']:
+        lines.append(f'predicted and measured agree within {AGREE_FRACTION:.0%}')
+    else:
+        lines.append(f"not within {AGREE_FRACTION:.0%}: {render.safe(check['why'])}")
+    return lines
+
+
 def record_notes(data: dict) -> list[str]:
     lines = [f"{render.safe(data.get('kind', 'drain')).capitalize()} "
              f"{render.safe(data.get('id', ''))}"]
@@ -88,7 +168,7 @@ def record_notes(data: dict) -> list[str]:
         lines.append(f"left, but its migration failed {render.safe(b['instance'])} "
                      f"(now on {render.safe(b.get('dest') or '?')}): "
                      f"{render.safe(b['reason'])}")
-    return lines
+    return lines + prediction_notes(data)
 
 
 def plan_notes(data: dict) -> list[str]:

@@ -94,6 +94,11 @@ def follow_drain(app, api, drain_id: str, show: bool) -> dict:
             plan = rec.get('plan') or {}
             done = sum(1 for m in migs if m['status'] == MigrationStatus.COMPLETED)
             end = plan.get('predicted_end_seconds')
+            if plan.get('predicted_end_at') is not None:
+                # Counted down between re-plans (made only on events); the
+                # conductor and this client read the same clock in a lab,
+                # NTP's in a cloud.
+                end = max(0.0, float(plan['predicted_end_at']) - time.time())
             bar.update(overall, info=f"{done} moved, {len(plan.get('running') or [])} running"
                        + (f", overall ETA {render.fmt_seconds(end)}" if end is not None else '')
                        + f", {time.monotonic() - start:.0f} s elapsed")

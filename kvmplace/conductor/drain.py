@@ -29,6 +29,7 @@ from kvmplace.conductor import drain_blockers
 from kvmplace.conductor import retry
 from kvmplace.conductor.db.api import LeaseLost
 from kvmplace.exception import DatabaseError, KvmplaceError, NotFound
+from kvmplace.planner import concurrency as conc
 from kvmplace.planner import drain as drain_plan
 from kvmplace.planner import rebalance as rebalance_plan
 from kvmplace.status import FINAL_MIGRATION_STATUSES, DrainStatus, MigrationStatus
@@ -72,7 +73,11 @@ class DrainExecutor:
     def _save(self, **fields) -> dict:
         return self.db.update_drain(self.drain_id, owner=self.owner, **fields)
 
-    def _busy(self, running: list[dict], topology) -> list[tuple]:
+    def _busy(self, running: list[dict], topology,
+              concurrency: conc.Concurrency = conc.NONE) -> list[tuple]:
+        """What the running migrations hold: links, rate, seconds left
+        (the job's live ETA, or its estimate before progress comes, plus
+        the record's tail after the job: post-verify and its settle)."""
         busy = []
         for m in running:
             dest = m.get('dest') or m.get('requested_dest')
@@ -86,7 +91,8 @@ class DrainExecutor:
             left = prog.get('eta_seconds')
             if left is None:
                 left = est.get('total_seconds') or 1.0
-            busy.append((m['instance'], path.links if path else (), mibps, float(left)))
+            left = float(left) + concurrency.verify_seconds
+            busy.append((m['instance'], path.links if path else (), mibps, left))
         return busy
 
     # -- the loop -------------------------------------------------------------
@@ -189,9 +195,12 @@ class DrainExecutor:
             if (events == self._planned_for
                     and self.clock.monotonic() - self._planned_at < REPLAN_MAX_SECONDS):
                 return False      # nothing happened: the current plan stands
+            concurrency = self.ctx.concurrency.current()
             new = drain_plan.plan(self.ctx.scheduler, inventory, host, topology,
                                   reserve_fraction=self.ctx.conf.conductor.link_reserve_fraction,
-                                  exclude=exclude, busy=tuple(self._busy(running, topology)))
+                                  exclude=exclude,
+                                  busy=tuple(self._busy(running, topology, concurrency)),
+                                  concurrency=concurrency)
             unplaceable = {u['instance'] for u in new['unplaced']}
             if not running and todo and set(todo) <= unplaceable:
                 # Nothing can move and nothing runs: stop rather than spin.
@@ -199,7 +208,11 @@ class DrainExecutor:
                                                   'remaining': on_host, 'moved': sorted(done)},
                            error=f'{len(todo)} guests cannot be placed')
                 return True
-            starts = [m for m in new['migrations'] if m['start_seconds'] <= 1e-6]
+            # What starts now: a plan's records begin one start lag after
+            # the decision (planner/concurrency.py), so "now" is that lag,
+            # as the plan prints it (to the millisecond).
+            starts = [m for m in new['migrations']
+                      if m['start_seconds'] <= round(concurrency.start_lag_seconds, 3) + 1e-6]
         else:
             moves = plan.get('moves') or []
             inventory, topology = self.ctx.snapshot()
@@ -239,6 +252,10 @@ class DrainExecutor:
             self._save(plan={**plan, 'current': new, 'moved': sorted(done),
                              'running': sorted({m['instance'] for m in running}),
                              'predicted_end_seconds': new['predicted_makespan_seconds'],
+                             # The ETA on the conductor's clock: a client
+                             # counts down to it between re-plans.
+                             'predicted_end_at': round(self.clock.time()
+                                                       + new['predicted_makespan_seconds'], 3),
                              'replanned_at': self.clock.time()})
         return False
 
@@ -259,7 +276,8 @@ def start_drain(ctx, host: str, dry_run: bool = False) -> dict:
     if host not in inventory.hosts:
         raise NotFound(f'unknown host "{host}"')
     plan = drain_plan.plan(ctx.scheduler, inventory, host, topology,
-                           reserve_fraction=ctx.conf.conductor.link_reserve_fraction)
+                           reserve_fraction=ctx.conf.conductor.link_reserve_fraction,
+                           concurrency=ctx.concurrency.current())
     if dry_run:
         return plan
     record = ctx.db.create_drain('drain', host, {'initial': plan}, **_lease(ctx))

@@ -25,6 +25,7 @@ from 8.97 to 8.21 % and 10.61 to 9.61 % with calibrated constants, and from
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable, Optional
 
 from kvmplace import estimator
@@ -32,7 +33,8 @@ from kvmplace import objects
 from kvmplace import resources
 from kvmplace import topology as topo
 from kvmplace.exception import DatabaseError
-from kvmplace.status import JobOutcome
+from kvmplace.planner import concurrency as conc
+from kvmplace.status import DrainStatus, JobOutcome
 
 LOG = logging.getLogger(__name__)
 
@@ -141,3 +143,56 @@ class Learner:
             {path: (float(row['mibps']), int(row['samples'] or 0))}, self.topology(),
             self.scheduler.params, est.learning_prior_migrations)[path], 2)
         return row
+
+
+#: Finished drains the concurrency model learns from (the latest ones).
+CONCURRENCY_DRAINS = 20
+
+
+class ConcurrencyLearner:
+    """The drain planner's concurrency costs (kvmplace.planner.concurrency),
+    learned from the conductor's finished drains.
+
+    Nothing is stored beyond the drain and migration records: the figures
+    are fitted again from the latest CONCURRENCY_DRAINS completed drains
+    whenever another drain has completed since the last fit (a drain
+    teaches only once it is over: its gaps and overlaps are then known).
+    Only the conductor's own records teach, as with path learning.
+    """
+
+    def __init__(self, conf, db, params: Callable[[], estimator.ModelParams]):
+        self.conf = conf
+        self.db = db
+        self.params = params
+        self._lock = threading.Lock()
+        self._key: Optional[tuple] = None
+        self._value = conc.Concurrency.from_conf(conf)
+
+    def current(self) -> conc.Concurrency:
+        prior = conc.Concurrency.from_conf(self.conf)
+        if not self.conf.estimator.learn_concurrency:
+            return prior
+        try:
+            drains = [d for d in self.db.list_drains(DrainStatus.COMPLETED)
+                      if d['kind'] == 'drain'][:CONCURRENCY_DRAINS]
+        except DatabaseError as exc:
+            LOG.warning('concurrency not learned: %s', exc)
+            return self._value
+        key = tuple(d['id'] for d in drains)
+        with self._lock:
+            if key == self._key:
+                return self._value
+        try:
+            pairs = [(d, self.db.list_migrations(drain_id=d['id'], limit=10000))
+                     for d in drains]
+        except DatabaseError as exc:
+            LOG.warning('concurrency not learned: %s', exc)
+            return self._value
+        value = conc.fit(pairs, self.params(), prior,
+                         self.conf.estimator.learning_prior_migrations)
+        with self._lock:
+            self._key, self._value = key, value
+        if drains:
+            LOG.info('drain concurrency learned from %d drains: %s', len(drains),
+                     value.to_dict())
+        return value

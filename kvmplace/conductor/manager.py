@@ -72,6 +72,7 @@ class ConductorManager:
             notifications=notifications.Notifications(notifier),
             waiters=wf.Waiters(clock), stopping=self._stopping, clock=clock,
             leases=self.leases)
+        self.concurrency = learning.ConcurrencyLearner(conf, db, lambda: scheduler.params)
         self._pool = futures.ThreadPoolExecutor(conf.conductor.workers,
                                                 thread_name_prefix='migration')
         self._running: dict[str, futures.Future] = {}

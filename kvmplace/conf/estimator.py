@@ -72,6 +72,34 @@ OPTS = [
         help='Fixed cost at the start of every migration (connection, '
              'destination QEMU start), in seconds. Calibrate from measured '
              'migrations.'),
+    cfg.FloatOpt(
+        'migration_overhead_seconds', default=0.0, min=0.0,
+        help='Seconds a migration\'s record lasts beyond its libvirt job '
+             '(destination check, pre-pinning, post-verify and its settle '
+             'window), used by drain plans for the time each migration holds '
+             'its links. The prior of what finished drains teach when '
+             'learn_concurrency is on. See kvmplace.planner.concurrency.'),
+    cfg.FloatOpt(
+        'stream_contention', default=0.0, min=0.0, max=3.0,
+        help='Slowdown of a migration stream per other migration on its '
+             'source or destination host: its rate is divided by '
+             '1 + stream_contention x (others). 0: parallel streams do not '
+             'slow each other; 1: the hosts\' CPUs carry a fixed total. The '
+             'prior of what finished drains teach when learn_concurrency is '
+             'on.'),
+    cfg.FloatOpt(
+        'drain_start_lag_seconds', default=0.0, min=0.0,
+        help='Seconds between a drain\'s decision to start a migration (at '
+             'its start, or when another ends) and the migration\'s record, '
+             'and between the last migration\'s end and the drain\'s. The '
+             'prior of what finished drains teach when learn_concurrency is '
+             'on.'),
+    cfg.BoolOpt(
+        'learn_concurrency', default=True,
+        help='Learn migration_overhead_seconds, stream_contention and '
+             'drain_start_lag_seconds from the conductor\'s finished drains '
+             '(weighed against the configured values by '
+             'learning_prior_migrations) and plan drains with them.'),
     cfg.BoolOpt(
         'learn_path_throughput', default=True,
         help='Learn each (source, destination) path\'s throughput from the '

@@ -78,7 +78,8 @@ def where(guest: str) -> str:
 def migrate(guest: str, dest: str, *, non_shared_disk: bool = False,
             bandwidth_mibps: int | None = None, extra_flags: int = 0,
             max_downtime_ms: int | None = None,
-            dest_uri: str | None = None) -> MigrationResult:
+            dest_uri: str | None = None,
+            downtime_steps: list[tuple[float, int]] | None = None) -> MigrationResult:
     """Live-migrate ``guest`` to lab host ``dest`` and measure it.
 
     With ``non_shared_disk`` the guest's local disks are copied
@@ -88,7 +89,14 @@ def migrate(guest: str, dest: str, *, non_shared_disk: bool = False,
     do); without it QEMU's default (300 ms) applies. ``dest_uri`` is the
     URI the source's libvirtd dials (peer-to-peer); default: ``dest``'s
     ``qemu+tcp`` URI, the TLS test passes its ``qemu+tls`` one.
+    ``downtime_steps`` [(seconds, ms), ...] raises the max downtime as the
+    job ages, as Nova's live_migration_downtime_steps do (its first step
+    replaces ``max_downtime_ms``).
     """
+    steps = sorted(downtime_steps or [])
+    if steps:
+        max_downtime_ms = steps[0][1]
+        steps = steps[1:]
     source = where(guest)
     if source == dest:
         raise LabError(f"{guest} already runs on {dest}")
@@ -126,12 +134,17 @@ def migrate(guest: str, dest: str, *, non_shared_disk: bool = False,
                                 downtime_set = True
                             except libvirt.libvirtError:
                                 pass
+                        while steps and time.monotonic() - started >= steps[0][0]:
+                            try:
+                                pdom.migrateSetMaxDowntime(int(steps.pop(0)[1]), 0)
+                            except libvirt.libvirtError:
+                                pass
             finally:
                 poller.close()
 
+        started = time.monotonic()
         thread = threading.Thread(target=poll, daemon=True)
         thread.start()
-        started = time.monotonic()
         try:
             dom.migrateToURI3(dest_uri or manager.host_record(dest)["libvirt_uri"],
                               params, flags)

@@ -27,6 +27,7 @@ from kvmplace import resources
 from kvmplace import topology as topo
 from kvmplace.exception import KvmplaceError, NotFound
 from kvmplace.planner import capacity as cap
+from kvmplace.planner import concurrency as conc
 from kvmplace.planner import schedule
 
 #: Hosts each guest is offered on a big cluster (see the module doc).
@@ -37,10 +38,14 @@ def plan(scheduler, inventory: objects.Inventory, host: str,
          topology: Optional[topo.Topology] = None,
          policy: Optional[objects.Policy] = None,
          reserve_fraction: float = 0.0, exclude: tuple = (), busy: tuple = (),
-         max_candidates: Optional[int] = MAX_CANDIDATES) -> dict:
+         max_candidates: Optional[int] = MAX_CANDIDATES,
+         concurrency: conc.Concurrency = conc.NONE) -> dict:
     """The drain plan of ``host`` (ARCHITECTURE "CLI", drain --dry-run).
 
     ``max_candidates`` bounds the hosts each guest is offered (None: all).
+    ``concurrency`` adds what a migration costs among others (fixed
+    costs, contention, the drain's start lag: planner/concurrency.py) to
+    the per-migration times and the makespan; the default adds nothing.
     """
     if host not in inventory.hosts:
         raise NotFound(f'unknown host "{host}"')
@@ -56,12 +61,16 @@ def plan(scheduler, inventory: objects.Inventory, host: str,
     offered = (candidate_hosts(working, topology, host, guests, params, capacity,
                                max_candidates) if max_candidates else None)
     moves, unplaced = candidate_moves(scheduler, working, topology, guests, policy, offered)
-    planner = schedule.Scheduler(working, topology, params, reserve_fraction)
+    planner = schedule.Scheduler(working, topology, params, reserve_fraction, concurrency)
     planned, not_scheduled = planner.run(moves, capacity.fits, capacity.claim, busy)
     if offered is not None and not_scheduled:
         # Perhaps only for want of the hosts left out: plan on all of them.
         return plan(scheduler, inventory, host, topology, policy, reserve_fraction, exclude,
-                    busy, max_candidates=None)
+                    busy, max_candidates=None, concurrency=concurrency)
+    end = schedule.makespan(planned)
+    if planned or busy:
+        # The drain ends when it notices its last migration has.
+        end = max(end, max((b[3] for b in busy), default=0.0)) + concurrency.start_lag_seconds
     uplink = uplink_mibps(topology, host, params, reserve_fraction)
     total_mib = sum(g.memory_mib + g.disk_mib for g in guests)
     moved_mib = sum(working_mem(inventory, p.instance) for p in planned)
@@ -70,7 +79,8 @@ def plan(scheduler, inventory: objects.Inventory, host: str,
         'migrations': [p.to_dict() for p in sorted(planned, key=lambda p: (p.start_seconds,
                                                                           p.instance))],
         'unplaced': unplaced + not_scheduled,
-        'predicted_makespan_seconds': round(schedule.makespan(planned), 3),
+        'predicted_makespan_seconds': round(end, 3),
+        'concurrency': concurrency.to_dict(),
         'physical_bound_seconds': round(moved_mib / uplink, 3) if uplink else None,
         'uplink_mibps': round(uplink, 2),
         'memory_to_move_mib': total_mib,

@@ -38,6 +38,7 @@ from kvmplace import estimator
 from kvmplace import objects
 from kvmplace import resources
 from kvmplace import topology as topo
+from kvmplace.planner import concurrency as conc
 from kvmplace.scheduler import batch
 
 LOG = logging.getLogger(__name__)
@@ -136,15 +137,22 @@ def link_capacity(topology: topo.Topology, params: estimator.ModelParams,
 
 
 class _Running:
-    """A migration under way in the simulation: its rate may rise over time."""
+    """A migration under way in the simulation: its rate may rise over time.
+
+    With a :class:`concurrency.Concurrency`, it first spends its fixed
+    seconds (the drain's start lag and the record's overhead: links held,
+    nothing copied), then copies at its rate slowed by ``factor`` (streams
+    sharing its hosts)."""
 
     def __init__(self, plan: Planned, solo_mibps: float, inst: objects.Instance,
-                 params: estimator.ModelParams):
+                 params: estimator.ModelParams, fixed_seconds: float = 0.0):
         self.plan = plan
         self.solo = solo_mibps
         self.inst = inst
         self.params = params
         self.rate = 0.0
+        self.factor = 1.0
+        self.fixed_left = max(0.0, fixed_seconds)
         self.done = 0.0          # fraction of the work done
         self.since = plan.start_seconds
         self.steps: list[list[float]] = []
@@ -160,8 +168,13 @@ class _Running:
         return seconds
 
     def advance(self, now: float) -> None:
-        if self.rate > 0 and now > self.since:
-            self.done += (now - self.since) / self.duration_at(self.rate)
+        elapsed = now - self.since
+        if elapsed > 0 and self.fixed_left > 0:
+            spent = min(self.fixed_left, elapsed)
+            self.fixed_left -= spent
+            elapsed -= spent
+        if self.rate > 0 and elapsed > 0:
+            self.done += elapsed / self.duration_at(self.rate * self.factor)
         self.since = now
 
     def set_rate(self, now: float, mibps: float) -> None:
@@ -170,7 +183,8 @@ class _Running:
             self.steps.append([round(now, 3), round(mibps, 2)])
 
     def end_time(self) -> float:
-        return self.since + max(0.0, 1.0 - self.done) * self.duration_at(self.rate)
+        return (self.since + self.fixed_left
+                + max(0.0, 1.0 - self.done) * self.duration_at(self.rate * self.factor))
 
 
 class _Busy(_Running):
@@ -185,6 +199,8 @@ class _Busy(_Running):
         self.done = 0.0
         self.since = 0.0
         self.steps = []
+        self.factor = 1.0
+        self.fixed_left = 0.0
 
     def advance(self, now: float) -> None:
         self.since = now
@@ -205,10 +221,12 @@ class Scheduler:
     """
 
     def __init__(self, inventory: objects.Inventory, topology: topo.Topology,
-                 params: estimator.ModelParams, reserve_fraction: float = 0.0):
+                 params: estimator.ModelParams, reserve_fraction: float = 0.0,
+                 concurrency: conc.Concurrency = conc.NONE):
         self.inventory = inventory
         self.topology = topology
         self.params = params
+        self.concurrency = concurrency
         self.ledger = LinkLedger(link_capacity(topology, params, reserve_fraction))
         self._trees: dict[str, _Tree] = {}
         self._columns: dict[int, Optional[_Columns]] = {}
@@ -359,6 +377,7 @@ class Scheduler:
         their share of the links until they end.
         """
         pending = sorted(moves, key=lambda m: (-m.solo_seconds, m.instance.name))
+        fixed = self.concurrency.start_lag_seconds + self.concurrency.record_overhead_seconds
         finished: list[Planned] = []
         unplaced: list[dict] = []
         running: list[_Running] = []
@@ -377,11 +396,12 @@ class Scheduler:
                 plan, solo = best
                 claim(move.instance, plan.dest)
                 plan.solo_mibps = solo
-                r = _Running(plan, solo, move.instance, self.params)
+                r = _Running(plan, solo, move.instance, self.params, fixed)
                 r.set_rate(now, plan.bandwidth_mibps)
                 self.ledger.take(plan.links, r.rate)
                 running.append(r)
                 pending.remove(move)
+            self._contend(running)
             if not any(not isinstance(r, _Busy) for r in running) and not pending:
                 break
             if not running:
@@ -407,12 +427,31 @@ class Scheduler:
                 if not isinstance(r, _Busy):
                     finished.append(self._close(r, now))
             self._top_up(running, now)
+            self._contend(running)
         return finished, unplaced
+
+    def _contend(self, running: list[_Running]) -> None:
+        """Slow each stream by the others on its hosts (every one has just
+        been advanced to now, so the new factor applies from now on)."""
+        model = self.concurrency
+        if not model.contention and model.pace == 1.0:
+            return
+        known = self.inventory.hosts
+        # A migration running outside the plan is known by its links only.
+        hosts = [{h for link in r.plan.links for h in link if h in known}
+                 if isinstance(r, _Busy) else {r.plan.source, r.plan.dest} for r in running]
+        for r, mine in zip(running, hosts):
+            if isinstance(r, _Busy):
+                continue
+            streams = sum(1 for other in hosts if mine & other)
+            r.factor = model.factor(streams)
 
     def _close(self, r: _Running, now: float) -> Planned:
         p = r.plan
         final = estimator.precopy(r.inst.memory_mib, r.inst.dirty_rate_mibps, r.rate,
                                   self.params, r.inst.disk_mib)
+        # Its record starts once the drain has noticed the room (start lag).
+        p.start_seconds += self.concurrency.start_lag_seconds
         p.predicted_seconds = now - p.start_seconds
         p.predicted_downtime_ms = final.downtime_ms
         if len(r.steps) > 1:

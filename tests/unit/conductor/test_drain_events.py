@@ -13,6 +13,7 @@ import pytest
 from kvmplace import conf as kconf
 from kvmplace import topology as topo
 from kvmplace.conductor import drain as drain_exec
+from kvmplace.conductor import learning
 from kvmplace.conductor.db import api as db_api
 from kvmplace.exception import KvmplaceError
 from kvmplace.planner import drain as drain_plan
@@ -30,6 +31,8 @@ class Ctx:
         self.scheduler = manager.SchedulerManager(self.conf)
         self.inventory = inventory
         self.refuse = False
+        self.concurrency = learning.ConcurrencyLearner(self.conf, db,
+                                                       lambda: self.scheduler.params)
 
     def snapshot(self):
         return self.inventory, topo.Topology.from_inventory(self.inventory)
@@ -102,3 +105,19 @@ def test_a_failed_start_is_retried_at_the_next_look(setup):
     ctx.refuse = False
     tick(db, record, executor)
     assert db.list_migrations(drain_id=record['id'])
+
+
+def test_a_learned_start_lag_still_starts_the_first_guests(setup, monkeypatch):
+    """The plan puts records one start lag after the decision; the executor
+    must take that lag as "now", as the plan prints it rounded (it once
+    waited for ever for a start at 0, then for one at 0.18 > 0.17951)."""
+    from kvmplace.planner import concurrency as conc
+    ctx, db, record, executor, calls = setup
+    learned = conc.Concurrency(record_overhead_seconds=1.2, contention=0.3,
+                               start_lag_seconds=0.17951, pace=0.8, samples=5)
+    monkeypatch.setattr(ctx.concurrency, 'current', lambda: learned)
+    tick(db, record, executor)
+    assert db.list_migrations(drain_id=record['id'])
+    plan = db.get_drain(record['id'])['plan']
+    assert plan['current']['concurrency']['start_lag_seconds'] == 0.18
+    assert plan['predicted_end_at'] > plan['replanned_at']
