@@ -192,11 +192,8 @@ def main(argv=None) -> int:
 
     inv = cluster(args.hosts, args.seed)
     workdir = tempfile.mkdtemp(prefix='kvmplace-nova-bench-', dir='/var/tmp')
-    vhost = kfx.PrivateVhost()
-    vhost.setUp()
-    conductor = kfx.KvmplaceConductor(vhost.url, workdir, extra={'DEFAULT': {'debug': 'false'}})
-    try:
-        conductor.setUp()
+    with kfx.PrivateVhost() as vhost, kfx.KvmplaceConductor(
+            vhost.url, workdir, extra={'DEFAULT': {'debug': 'false'}}) as conductor:
         conductor.import_inventory(inv)
         conf.set_override('transport_url', vhost.url, group='kvmplace')
         conf.set_override('weight_multiplier', 10.0, group='kvmplace')
@@ -238,11 +235,9 @@ def main(argv=None) -> int:
                 ms, best[name], passed[name] = run(name)
                 times[name].append(ms)
         calls = adapter.calls - calls_before
+        adapter.client().transport.cleanup()
         failed = [n for n in ('nova+kvmplace',) if calls != args.runs]
-    finally:
-        conductor.cleanUp()
-        vhost.cleanUp()
-        shutil.rmtree(workdir, ignore_errors=True)
+    shutil.rmtree(workdir, ignore_errors=True)
     diffs = [k - n for k, n in zip(times['nova+kvmplace'], times['nova'])]
 
     def p(values, q):
@@ -267,6 +262,7 @@ def main(argv=None) -> int:
                     'weighers and records the decision',
         'excluded': 'Placement allocation candidates, HostManager host-state refresh, '
                     'the adapter\'s instance-record lookup (2 Nova DB reads)',
+        'loadavg_1min': round(os.getloadavg()[0], 2),
         'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%dT%H:%M:%SZ'),
         'commit': commit(), 'machine': machine(),
         'command': f'python benchmarks/nova_adapter_bench.py --hosts {args.hosts} --json',
