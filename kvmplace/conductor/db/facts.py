@@ -205,3 +205,34 @@ def get_decision(db: Database, decision_id: str) -> dict:
                 raise NotFound(f'unknown decision "{decision_id}"')
             row = matches[0]
         return models.to_dict(row)
+
+
+def with_origins(db: Database, summaries: list[dict], now: float) -> list[dict]:
+    """``hosts list``'s rows with where each host's facts come from and
+    their age, plus the hosts known only from ``hosts import``."""
+    with db.session() as s:
+        imported = {r.name: r for r in s.scalars(sa.select(models.ImportedHost))}
+        rows = {r.name: (r.facts, r.imported_at) for r in imported.values()}
+    out = []
+    for summary in summaries:
+        name = summary['name']
+        since = summary.get('seconds_since_report')
+        summary['facts'] = (('agent (overrides import)' if name in rows else AGENT)
+                            if since is not None else (IMPORT if name in rows else None))
+        summary['facts_age_seconds'] = since if since is not None else (
+            round(now - rows[name][1], 1) if name in rows else None)
+        rows.pop(name, None)
+        out.append(summary)
+    for name, (facts, at) in sorted(rows.items()):
+        numa = facts.get('numa') or []
+        out.append({'name': name, 'up': None, 'seconds_since_report': None,
+                    'maintenance': False, 'link_mbps': facts.get('link_mbps'),
+                    'memory_mib': facts.get('memory_mib'),
+                    'memory_used_mib': facts.get('memory_used_mib'),
+                    'vcpus': facts.get('vcpus'), 'vcpus_used': facts.get('vcpus_used'),
+                    'numa_health': [round(n['bandwidth_mibps'] / n['baseline_mibps'], 3)
+                                    for n in numa
+                                    if n.get('bandwidth_mibps') and n.get('baseline_mibps')],
+                    'instances': [], 'facts': IMPORT,
+                    'facts_age_seconds': round(now - at, 1)})
+    return out

@@ -16,6 +16,7 @@ import kvmplace.conf as kconf
 from kvmplace import rpc
 from kvmplace.conductor import decisions as dec
 from kvmplace.conductor.db import api as db_api
+from kvmplace.conductor.db import facts as facts_db
 from kvmplace.exception import InvalidInput, NotFound
 from tests.functional.conftest import register_messaging_opts
 
@@ -186,3 +187,16 @@ def test_cached_facts_follow_new_reports_and_imports(nova):
                    'upgrade.json')
     hosts = d.decide(request(dirty_rate_mibps=100.0))['hosts']
     assert hosts['h2'][0]                              # now on 10 GbE: converges
+
+
+def test_hosts_list_says_where_facts_come_from(nova):
+    d, db, clock = nova
+    db.report_host('h4', host('h4', health=1.0), clock.now - 5)
+    db.report_host('h9', host('h9'), clock.now - 2)
+    rows = {r['name']: r for r in facts_db.with_origins(
+        db, [{'name': 'h4', 'seconds_since_report': 5.0},
+             {'name': 'h9', 'seconds_since_report': 2.0}], clock.now + 10)}
+    assert rows['h4']['facts'] == 'agent (overrides import)'
+    assert rows['h9']['facts'] == 'agent' and rows['h9']['facts_age_seconds'] == 2.0
+    assert rows['h2']['facts'] == 'import' and rows['h2']['facts_age_seconds'] == 10.0
+    assert rows['h2']['link_mbps'] == 1000 and rows['h2']['up'] is None
