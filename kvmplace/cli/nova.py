@@ -41,11 +41,6 @@ class NovaAPI:
         return call
 
 
-def facts_of(app) -> dict[str, dict]:
-    """Where each host's facts come from, by host name."""
-    return {f['name']: f for f in client.call(NovaAPI(app).list_facts)}
-
-
 class HostsImport(base.ShowOne):
     """Record hosts and links from an inventory file (JSON or YAML) for
     hosts without a kvmplace agent; an agent's report overrides them."""

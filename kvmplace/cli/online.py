@@ -178,21 +178,7 @@ class HostsList(base.Lister):
     (agent, import, or agent overriding an import) and how old they are."""
 
     def compute(self, args):
-        from kvmplace.cli import nova
-        hosts = client.call(client.conductor(self.app).list_hosts)
-        facts = nova.facts_of(self.app)
-        for h in hosts:
-            f = facts.pop(h['name'], None)
-            if f is not None:
-                h['facts'] = 'agent (overrides import)' if f['also_imported'] else f['origin']
-                h['facts_age_seconds'] = f['age_seconds']
-        for name, f in sorted(facts.items()):
-            shown = ('link_mbps', 'memory_mib', 'memory_used_mib', 'vcpus', 'vcpus_used',
-                     'numa_health')
-            hosts.append({'name': name, 'up': None, 'facts': f['origin'],
-                          'facts_age_seconds': f['age_seconds'],
-                          **{k: f.get(k) for k in shown}})
-        return hosts
+        return client.call(client.conductor(self.app).list_hosts)
 
     def rows(self, data):
         return HOST_COLUMNS, [host_row(h) for h in data]

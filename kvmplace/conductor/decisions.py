@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent import futures
 import uuid as uuidlib
 from typing import Any, Optional
 
@@ -108,7 +109,11 @@ class NovaDecisions:
         self.links = [objects.Link(**link) for link in links or []]
         self._lock = threading.Lock()
         self._managers: dict[tuple, sched.SchedulerManager] = {}
-        self.params = None
+        self._facts = facts_db.FactsCache(db)
+        # Decisions are written by one thread after the answer has gone:
+        # a commit (an fsync) must not add to nova-scheduler's wait. Reads
+        # of the decisions wait for the writes queued before them.
+        self._recorder = futures.ThreadPoolExecutor(1, thread_name_prefix='nova-decisions')
 
     def _scheduler(self, filters: list[str], weighers: list[str]) -> sched.SchedulerManager:
         """One SchedulerManager per (filters, weighers) set, loaded once."""
@@ -132,7 +137,7 @@ class NovaDecisions:
         source = req['source']
         names = [n for n in dict.fromkeys(req['candidates']) if n != source]
         wanted = names + ([source] if source else [])
-        facts = facts_db.host_facts(self.db, wanted)
+        facts = self._facts.facts(wanted)
         max_age = req['max_fact_age_seconds']
 
         def fresh(name: str) -> Optional[facts_db.Facts]:
@@ -177,8 +182,8 @@ class NovaDecisions:
         elapsed_ms = (time.monotonic() - started) * 1000.0
         best = result['ranked'][0]['host'] if result['ranked'] else None
         passed = sum(1 for a in answer.values() if a[0])
-        facts_db.record_decision(
-            self.db, id=decision_id, instance_uuid=req['instance_uuid'],
+        self._recorder.submit(
+            self._record, id=decision_id, instance_uuid=req['instance_uuid'],
             operation=req['operation'], source=source, request_id=req['request_id'],
             candidates=len(names), passed=passed, best=best,
             request={k: req[k] for k in ('memory_mib', 'vcpus', 'filters', 'weighers',
@@ -190,11 +195,21 @@ class NovaDecisions:
                  req['operation'], source, len(names), passed, len(unknown), best, elapsed_ms)
         return {'decision_id': decision_id, 'hosts': answer}
 
+    def _record(self, **fields) -> None:
+        try:
+            facts_db.record_decision(self.db, **fields)
+        except db_api.DatabaseError as exc:
+            LOG.warning('decision %s for Nova not recorded: %s', fields['id'][:8], exc)
+
+    def _written(self) -> None:
+        """Wait for the decisions queued so far to be written."""
+        self._recorder.submit(lambda: None).result()
+
     def _links(self, hosts: dict[str, objects.Host],
                facts: dict[str, facts_db.Facts]) -> list[objects.Link]:
         """Imported and configured links; a host on none of them hangs off
         the implicit switch by its own link (as without any links)."""
-        links = facts_db.imported_links(self.db) + self.links
+        links = self._facts.links() + self.links
         if not links:
             return []
         ends = {link.a for link in links} | {link.b for link in links}
@@ -228,6 +243,7 @@ class NovaDecisions:
                                                  1e-3, 1e7)})
         source = v.text('source_file', source_file, max_len=1024)
         facts_db.import_hosts(self.db, clean_hosts, clean_links, self.clock.time(), source)
+        self._facts.forget_imported()
         return {'hosts': len(clean_hosts), 'links': len(clean_links), 'source_file': source}
 
     def list_facts(self) -> list[dict]:
@@ -246,10 +262,13 @@ class NovaDecisions:
 
     def list_decisions(self, instance_uuid: Any = None, limit: Any = 50) -> list[dict]:
         uuid = None if instance_uuid is None else v.uuid('instance_uuid', instance_uuid)
+        self._written()
         return facts_db.list_decisions(self.db, uuid, v.integer('limit', limit, 1, 10000))
 
     def get_decision(self, decision_id: Any) -> dict:
-        return facts_db.get_decision(self.db, v.ident('decision_id', decision_id))
+        decision_id = v.ident('decision_id', decision_id)
+        self._written()
+        return facts_db.get_decision(self.db, decision_id)
 
 
 def _unknown_reason(f: Optional[facts_db.Facts], now: float, max_age: float) -> str:

@@ -175,6 +175,20 @@ def test_endpoint_serves_only_its_methods_in_its_namespace(nova):
         transport.cleanup()
 
 
+def test_cached_facts_follow_new_reports_and_imports(nova):
+    """Facts are parsed once and kept; a new report or import replaces them."""
+    d, db, clock = nova
+    assert d.decide(request())['hosts']['h4'][2] == 'numa_health'
+    db.report_host('h4', host('h4', health=1.0), clock.now + 1)
+    assert d.decide(request())['hosts']['h4'][2] is None
+    db.report_host('h4', host('h4', health=0.2), clock.now + 2)
+    assert d.decide(request())['hosts']['h4'][2] == 'numa_health'
+    d.import_hosts([host('h2', link_mbps=10000)], [{'a': 'h2', 'b': 'tor', 'mbps': 10000}],
+                   'upgrade.json')
+    hosts = d.decide(request(dirty_rate_mibps=100.0))['hosts']
+    assert hosts['h2'][0]                              # now on 10 GbE: converges
+
+
 def test_hosts_list_says_where_facts_come_from(nova):
     d, db, clock = nova
     db.report_host('h4', host('h4', health=1.0), clock.now - 5)
