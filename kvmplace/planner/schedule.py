@@ -38,7 +38,7 @@ from kvmplace import estimator
 from kvmplace import objects
 from kvmplace import resources
 from kvmplace import topology as topo
-from kvmplace.scheduler import batch
+from kvmplace.estimator import batch
 
 LOG = logging.getLogger(__name__)
 
