@@ -13,7 +13,12 @@ prints one JSON line ``{"ready": true, ...}`` and answers each ``run`` line
 on stdin with ``{"ms", "passed", "best"}``: one
 ``HostFilterHandler.get_filtered_objects`` plus one
 ``HostWeightHandler.get_weighed_objects`` over every host but the source
-(Nova drops ``ignore_hosts`` before its filters run). ``quit`` ends it.
+(Nova drops ``ignore_hosts`` before its filters run). ``plugins`` answers
+``{"filters": {name: us_per_host}, "weighers": {...}}``: each filter's
+``filter_all`` over the hosts it sees in a run (the survivors of the
+filters before it) and each weigher's ``weigh_objects`` over the passed
+hosts, timed alone (median of 5), divided by the hosts it saw. ``quit``
+ends it.
 """
 from __future__ import annotations
 
@@ -182,10 +187,38 @@ def main(argv=None) -> int:
     print(json.dumps({'ready': True, 'nova_version': nova_version,
                       'python': sys.version.split()[0], 'hosts': len(states) + 1,
                       'filters': filter_names, 'weighers': weigher_names}), flush=True)
+    def per_plugin():
+        out = {'filters': {}, 'weighers': {}}
+        hosts = list(states)
+        for flt in filter_objs:
+            times = []
+            for _ in range(5):
+                gc.collect()
+                start = time.perf_counter()
+                passed = list(flt.filter_all(hosts, spec))
+                times.append(time.perf_counter() - start)
+            out['filters'][type(flt).__name__] = (
+                round(sorted(times)[2] * 1e6 / max(1, len(hosts)), 3))
+            hosts = passed
+        for weigher in weigher_objs:
+            times = []
+            for _ in range(5):
+                weighed = [nova_weights.WeighedHost(h, 0.0) for h in hosts]
+                gc.collect()
+                start = time.perf_counter()
+                weigher.weigh_objects(weighed, spec)
+                times.append(time.perf_counter() - start)
+            out['weighers'][type(weigher).__name__] = (
+                round(sorted(times)[2] * 1e6 / max(1, len(hosts)), 3))
+        return out
+
     for line in sys.stdin:
         command = line.strip()
         if command == 'quit':
             break
+        if command == 'plugins':
+            print(json.dumps(per_plugin()), flush=True)
+            continue
         if command != 'run':
             print(json.dumps({'error': f'unknown command {command!r}'}), flush=True)
             continue

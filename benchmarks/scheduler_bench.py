@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -66,6 +67,19 @@ NOVA_FILTERS = ['ComputeFilter', 'ComputeCapabilitiesFilter', 'ImagePropertiesFi
                 'ServerGroupAntiAffinityFilter', 'ServerGroupAffinityFilter']
 # Nova's default [filter_scheduler] weight_classes: every weigher it ships.
 NOVA_WEIGHERS = ['all']
+
+# The matched run: on each side only the plugins that make the checks both
+# sides make. Host enabled / not in maintenance / up (kvmplace enabled +
+# maintenance; Nova ComputeFilter, which treats a disabled service as
+# either), the guest's CPU runs there (kvmplace cpu_model; Nova
+# ComputeCapabilitiesFilter + ImagePropertiesFilter), not the source
+# (kvmplace not_source; Nova drops ignore_hosts first), spread by free RAM
+# (free_ram; RAMWeigher). RAM and vCPU capacity are left out of both: Nova
+# 34 checks them in Placement, outside the timed handlers.
+MATCHED_KVMPLACE_FILTERS = ['enabled', 'maintenance', 'not_source', 'cpu_model']
+MATCHED_KVMPLACE_WEIGHERS = ['free_ram']
+MATCHED_NOVA_FILTERS = ['ComputeFilter', 'ComputeCapabilitiesFilter', 'ImagePropertiesFilter']
+MATCHED_NOVA_WEIGHERS = ['RAMWeigher']
 
 
 def _default_venv() -> str:
@@ -129,6 +143,11 @@ class NovaSide:
         self.proc.stdin.flush()
         return self._read()
 
+    def per_plugin_us(self) -> dict:
+        self.proc.stdin.write('plugins\n')
+        self.proc.stdin.flush()
+        return self._read()
+
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -142,17 +161,24 @@ class NovaSide:
 
 
 class KvmplaceSide:
-    """A SchedulerManager with the default plugins and the parsed inventory."""
+    """A SchedulerManager with the default plugins (or the ones named) and
+    the parsed inventory."""
 
-    def __init__(self, data: dict):
+    def __init__(self, data: dict, filters: Optional[list[str]] = None,
+                 weighers: Optional[list[str]] = None, inventory_obj=None):
         from kvmplace import conf as kconf
         from kvmplace import inventory
         from kvmplace import objects
         from kvmplace.scheduler import manager
 
         self.now = data['now']
-        self.inventory = inventory.from_dict(data['inventory'])
+        self.inventory = (inventory_obj if inventory_obj is not None
+                          else inventory.from_dict(data['inventory']))
         self.conf = kconf.new_conf()
+        if filters is not None:
+            self.conf.set_override('enabled_filters', filters, group='scheduler')
+        if weighers is not None:
+            self.conf.set_override('enabled_weighers', weighers, group='scheduler')
         self.scheduler = manager.SchedulerManager(self.conf)
         self.request = objects.MigrationRequest(instance=data['instance'])
         self.filters = [f.name for f in self.scheduler.filters]
@@ -174,6 +200,49 @@ class KvmplaceSide:
                       1 for r in result['rejected'] if r['filter'] == 'convergence')}
         return elapsed, counts
 
+    def per_plugin_us(self, repeats: int = 5) -> dict:
+        """Microseconds per host of each plugin inside a select: a filter's
+        column form plus the reasons of the hosts it rejects, over the
+        hosts it sees (the survivors of the filters before it); a weigher's
+        column form over the ranked hosts. Median of ``repeats`` fresh
+        requests. A derived quantity several plugins share (destination
+        health, estimates) is charged to the first plugin that asks."""
+        from kvmplace.scheduler.filters import split
+        sched = self.scheduler
+        times: dict[str, list[float]] = {}
+        for _ in range(repeats):
+            spec = sched.build_spec(self.inventory, self.request, now=self.now)
+            hosts = [h for h in self.inventory.hosts.values()]
+            table = spec.table(hosts)
+            index = None
+            gc.collect()
+            for flt in sched.filters:
+                start = time.perf_counter()
+                passes = flt.filter_column(table.view(index, hosts), spec)
+                kept, failed = split(hosts, passes)
+                for host in failed:
+                    flt.reason(host, spec)
+                spent = time.perf_counter() - start
+                times.setdefault('filter:' + flt.name, []).append(
+                    spent * 1e6 / max(1, len(hosts)))
+                if failed:
+                    import numpy as np
+                    keep = np.array(passes, dtype=bool)
+                    index = np.flatnonzero(keep) if index is None else index[keep]
+                hosts = kept
+            cols = table.view(index, hosts)
+            for weigher in sched.weighers:
+                start = time.perf_counter()
+                weigher.weigh_column(cols, spec)
+                spent = time.perf_counter() - start
+                times.setdefault('weigher:' + weigher.name, []).append(
+                    spent * 1e6 / max(1, len(hosts)))
+        out: dict[str, dict[str, float]] = {'filters': {}, 'weighers': {}}
+        for key, values in times.items():
+            kind, name = key.split(':', 1)
+            out[kind + 's'][name] = round(statistics.median(values), 3)
+        return out
+
     def topology_ms(self) -> float:
         """Building the topology graph alone: a part of every select."""
         from kvmplace import topology
@@ -181,6 +250,37 @@ class KvmplaceSide:
         start = time.perf_counter()
         topology.Topology.from_inventory(self.inventory)
         return (time.perf_counter() - start) * 1000.0
+
+
+def _commit() -> Optional[str]:
+    """The checkout's commit, with "+dirty" when it has uncommitted changes."""
+    try:
+        head = subprocess.run(['git', '-C', HERE, 'rev-parse', 'HEAD'], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(['git', '-C', HERE, 'status', '--porcelain', '--',
+                                '../kvmplace', '../benchmarks'], check=True,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ('+dirty' if dirty else '')
+
+
+def _machine() -> dict:
+    """What the figures were measured on."""
+    info: dict = {'platform': platform.platform(), 'cpus': os.cpu_count(),
+                  'python': platform.python_version()}
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    info['cpu_model'] = line.split(':', 1)[1].strip()
+                    break
+        with open('/proc/meminfo', encoding='utf-8') as f:
+            info['memory_gib'] = round(int(f.readline().split()[1]) / 2 ** 20, 1)
+        info['load_average_1m'] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
+    return info
 
 
 def p95(values: list[float]) -> float:
@@ -229,6 +329,9 @@ def _parse_args(argv):
                         help='sanity run: 200 hosts, 3 repeats (unless given)')
     parser.add_argument('--json', action='store_true', help='print only the JSON line')
     parser.add_argument('--no-nova', action='store_true', help='time kvmplace alone')
+    parser.add_argument('--no-matched', action='store_true',
+                        help='skip the matched run (each side with only the plugins that '
+                             'make the checks both sides make)')
     parser.add_argument('--nova-venv', default=os.environ.get('KVMPLACE_BENCH_NOVA_VENV')
                         or _default_venv(),
                         help='Nova virtual environment, created when missing '
@@ -255,7 +358,7 @@ def _parse_args(argv):
 def main(argv=None) -> int:
     args = _parse_args(argv)
     workdir = tempfile.mkdtemp(prefix='kvmplace-bench-')
-    nova = None
+    nova = matched_nova = None
     try:
         cluster_path = os.path.join(workdir, 'cluster.json')
         data = cluster.write_cluster(cluster_path, args.hosts, args.seed)
@@ -264,41 +367,81 @@ def main(argv=None) -> int:
         with open(cluster_path, encoding='utf-8') as f:
             data = json.load(f)  # what the Nova side reads, number for number
         kvm = KvmplaceSide(data)
+        matched_kvm = None if args.no_matched else KvmplaceSide(
+            data, MATCHED_KVMPLACE_FILTERS, MATCHED_KVMPLACE_WEIGHERS,
+            inventory_obj=kvm.inventory)
         del data  # hold what a service holds (host objects), not the raw JSON
+        matched_nova = None
         if not args.no_nova:
             python = ensure_nova_venv(args.nova_venv)
             nova = NovaSide(python, cluster_path, args.nova_filters.split(','),
                             args.nova_weighers.split(','),
                             os.path.join(workdir, 'nova_side.log'))
+            if not args.no_matched:
+                matched_nova = NovaSide(python, cluster_path, MATCHED_NOVA_FILTERS,
+                                        MATCHED_NOVA_WEIGHERS,
+                                        os.path.join(workdir, 'nova_side_matched.log'))
         if args.profile:
             _profile(kvm)
 
+        sides: dict[str, object] = {'kvm': kvm, 'nova': nova, 'mkvm': matched_kvm,
+                                    'mnova': matched_nova}
+        sides = {k: v for k, v in sides.items() if v is not None}
+        times: dict[str, list[float]] = {k: [] for k in sides}
+        last: dict[str, dict] = {}
         for _ in range(args.warmup):
-            kvm.run()
-            if nova:
-                nova.run()
-        kvm_ms: list[float] = []
-        nova_ms: list[float] = []
-        result = nova_run = None
+            for side in sides.values():
+                side.run()
+        names = list(sides)
         for rep in range(args.repeats):
-            order = ('kvm', 'nova') if rep % 2 == 0 else ('nova', 'kvm')
-            for side in order:
-                if side == 'kvm':
-                    ms, result = kvm.run()
-                    kvm_ms.append(ms)
-                elif nova:
-                    nova_run = nova.run()
-                    nova_ms.append(nova_run['ms'])
+            # Take turns, each side first in turn, so none always runs warm.
+            order = names[rep % len(names):] + names[:rep % len(names)]
+            for name in order:
+                side = sides[name]
+                if isinstance(side, KvmplaceSide):
+                    ms, last[name] = side.run()
+                else:
+                    last[name] = side.run()
+                    ms = last[name]['ms']
+                times[name].append(ms)
+        kvm_ms, nova_ms = times['kvm'], times.get('nova', [])
+        result, nova_run = last['kvm'], last.get('nova')
+
+        def ratio(slow: list[float], fast: list[float]) -> Optional[float]:
+            if not slow or not fast:
+                return None
+            return round(statistics.median(slow) / statistics.median(fast), 2)
 
         topo_ms = [kvm.topology_ms() for _ in range(args.repeats)]
+        matched = None
+        if matched_kvm is not None:
+            matched = {
+                'kvmplace_filters': MATCHED_KVMPLACE_FILTERS,
+                'kvmplace_weighers': MATCHED_KVMPLACE_WEIGHERS,
+                'nova_filters': MATCHED_NOVA_FILTERS if matched_nova else None,
+                'nova_weighers': MATCHED_NOVA_WEIGHERS if matched_nova else None,
+                'kvmplace_p50_ms': round(statistics.median(times['mkvm']), 2),
+                'kvmplace_p95_ms': round(p95(times['mkvm']), 2),
+                'nova_p50_ms': (round(statistics.median(times['mnova']), 2)
+                                if matched_nova else None),
+                'nova_p95_ms': round(p95(times['mnova']), 2) if matched_nova else None,
+                'speedup': ratio(times.get('mnova', []), times['mkvm']),
+                'kvmplace_ranked': last['mkvm']['ranked'],
+                'nova_passed': last['mnova']['passed'] if matched_nova else None,
+            }
+        us_per_host = {'kvmplace': kvm.per_plugin_us(),
+                       'nova': nova.per_plugin_us() if nova else None}
+        if matched_kvm is not None:
+            us_per_host['kvmplace_matched'] = matched_kvm.per_plugin_us()
         out = {
             'hosts': args.hosts,
             'kvmplace_p50_ms': round(statistics.median(kvm_ms), 2),
             'kvmplace_p95_ms': round(p95(kvm_ms), 2),
             'nova_p50_ms': round(statistics.median(nova_ms), 2) if nova_ms else None,
             'nova_p95_ms': round(p95(nova_ms), 2) if nova_ms else None,
-            'speedup': (round(statistics.median(nova_ms) / statistics.median(kvm_ms), 2)
-                        if nova_ms else None),
+            'speedup': ratio(nova_ms, kvm_ms),
+            'matched': matched,
+            'us_per_host': us_per_host,
             'repeats': args.repeats,
             'seed': args.seed,
             # included in kvmplace_p50_ms, measured on its own afterwards
@@ -314,8 +457,14 @@ def main(argv=None) -> int:
             'nova_passed': nova_run['passed'] if nova_run else None,
             'python': platform.python_version(),
             'cpus': os.cpu_count(),
+            'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+            'commit': _commit(),
+            'machine': _machine(),
         }
         if not args.json:
+            if matched:
+                print(f'  matched: kvmplace {matched["kvmplace_p50_ms"]} ms, nova '
+                      f'{matched["nova_p50_ms"]} ms, speedup {matched["speedup"]}x')
             print(f'{args.hosts} hosts, {args.repeats} runs each (p50 / p95 ms):')
             print(f'  kvmplace select      {out["kvmplace_p50_ms"]:9.2f} / '
                   f'{out["kvmplace_p95_ms"]:.2f}  ({out["kvmplace_ranked"]} ranked, '
@@ -328,8 +477,9 @@ def main(argv=None) -> int:
         print(json.dumps(out), flush=True)
         return 0
     finally:
-        if nova:
-            nova.close()
+        for side in (nova, matched_nova):
+            if side:
+                side.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

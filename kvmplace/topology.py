@@ -57,8 +57,8 @@ class Topology:
         #: changed after the build does not change the topology.
         self._parts: Optional[tuple[list[tuple[str, float]],
                                     list[tuple[str, str, float]]]] = None
-        self._adj: Optional[dict[str, dict[str, float]]] = None
-        self._nics: Optional[dict[str, float]] = None
+        self._adj: dict[str, dict[str, float]] = {}
+        self._nics: dict[str, float] = {}
         self._widest_cache: dict[str, tuple[dict, dict]] = {}
         self._widths_cache: dict[str, dict[str, float]] = {}
         self._levels: Optional[set[float]] = None
@@ -111,6 +111,7 @@ class Topology:
         """The networkx graph (nodes with ``kind`` and hosts' ``nic_mbps``,
         edges with ``mbps``), built on first use."""
         if self._graph is None:
+            assert self._parts is not None   # built by build(), or given a graph
             nodes, edges = self._parts
             graph = nx.Graph()
             for name, mbps in nodes:

@@ -38,8 +38,8 @@ from kvmplace import estimator
 from kvmplace import objects
 from kvmplace import resources
 from kvmplace import topology as topo
+from kvmplace.estimator import batch
 from kvmplace.planner import concurrency as conc
-from kvmplace.scheduler import batch
 
 LOG = logging.getLogger(__name__)
 

@@ -53,8 +53,10 @@ def load_plugins(namespace: str, names: list[str], conf) -> list:
         raise ConfigError(f'{namespace}: ' + '; '.join(problems))
     plugins = []
     for ext in mgr:
-        ext.obj.name = ext.name
-        plugins.append(ext.obj)
+        obj = ext.obj
+        assert obj is not None      # invoke_on_load: every extension was built
+        obj.name = ext.name
+        plugins.append(obj)
     return plugins
 
 

@@ -9,7 +9,7 @@ and only the destination node's term once per host; pre-copy runs are
 memoized on their bandwidth, which hosts share whenever pre-pinning is
 advised (the run without it is source-bound, the same for most hosts), and
 the distinct ones a request still needs are run together
-(:mod:`kvmplace.scheduler.batch`).
+(:mod:`kvmplace.estimator.batch`).
 
 The arithmetic is :mod:`kvmplace.estimator`'s own functions, in the same
 order, so every number is identical to :func:`estimator.rates` and
@@ -17,13 +17,13 @@ order, so every number is identical to :func:`estimator.rates` and
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, cast
 
 import numpy as np
 
 from kvmplace import estimator
 from kvmplace import objects
-from kvmplace.scheduler import batch
+from kvmplace.estimator import batch
 
 _Term = tuple[float, str, float]
 
@@ -86,8 +86,10 @@ class RequestModel:
         terms = [self._link_terms(p, m) for p, m in zip(paths, learned)]
         health = np.array(healths, dtype=np.float64)
         mibps, labels = self._dest_terms(health, [fast for fast, _ in terms])
-        if self._slow_health is not None:
-            slow, _ = self._dest_terms(health, [slow for _, slow in terms])
+        slow: list[Optional[float]]
+        if self._slow_health is not None:    # then every term has its slow half
+            slow_mibps, _ = self._dest_terms(health, [cast(_Term, s) for _, s in terms])
+            slow = list(slow_mibps)
         else:
             slow = [None] * len(healths)
         return list(zip(mibps, labels, slow, [bool(m) for m in learned]))
@@ -136,4 +138,4 @@ class RequestModel:
             for i, r in enumerate(number):
                 if distinct[i] is None:
                     distinct[i] = memo[r] = next(made)
-        return [distinct[i] for i in index]
+        return [cast(objects.Estimate, distinct[i]) for i in index]   # all filled

@@ -37,7 +37,7 @@ from kvmplace.scheduler.hosts import HostTable
 from kvmplace.scheduler.weighers import BaseWeigher, as_floats
 
 #: Cluster sizes checked by default: tiny, below and above the numpy
-#: batch threshold (kvmplace.scheduler.batch.MIN_BATCH, 64).
+#: batch threshold (kvmplace.estimator.batch.MIN_BATCH, 64).
 SIZES = (1, 2, 5, 17, 70, 240)
 NOW = 1_700_000_000.0
 MODELS = ('Haswell', 'Skylake-Server', 'Cascadelake-Server', 'SapphireRapids', 'Unknown',

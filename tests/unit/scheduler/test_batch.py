@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from kvmplace import estimator
 from kvmplace import objects
-from kvmplace.scheduler import batch
+from kvmplace.estimator import batch
 from tests.unit.test_estimator_properties import disk, dirty, memory, params
 
 SETTINGS = settings(max_examples=150, deadline=None)

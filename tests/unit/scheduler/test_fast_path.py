@@ -17,7 +17,7 @@ import kvmplace.conf
 from kvmplace import inventory as inventory_mod
 from kvmplace import objects
 from kvmplace.conf import scheduler as scheduler_opts
-from kvmplace.scheduler import batch
+from kvmplace.estimator import batch
 from kvmplace.scheduler import manager
 from kvmplace.scheduler import testing
 from tests.unit.conftest import NOW

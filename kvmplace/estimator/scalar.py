@@ -15,7 +15,7 @@ times per scheduling request.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Any, Optional
 
 from kvmplace import objects
 from kvmplace import resources
@@ -59,7 +59,7 @@ class ModelParams:
         """Apply a request's policy over the configured defaults."""
         if policy is None:
             return self
-        changes = {}
+        changes: dict[str, Any] = {}
         if policy.max_downtime_ms is not None:
             changes['max_downtime_ms'] = policy.max_downtime_ms
         if policy.bandwidth_cap_mibps is not None:
@@ -288,7 +288,7 @@ def estimate_at(instance: objects.Instance, source: tuple[float, Optional[object
     pre_pin = without = None
     # Advise pre-pinning only where it changes the outcome: on a link-bound
     # path a slow source node does not matter.
-    if better is not None and slow_mibps < mibps - 1e-9:
+    if better is not None and slow_mibps is not None and slow_mibps < mibps - 1e-9:
         pre_pin = {'node': better.id, 'cpus': better.cpus}
         slow = _precopy_at(instance, slow_mibps, params, runs)
         without = {'bandwidth_mibps': round(slow_mibps, 2),

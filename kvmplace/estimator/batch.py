@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Optional
+from typing import Optional, cast
 
 import numpy as np
 
-from kvmplace import estimator
+from kvmplace.estimator import scalar as estimator
 from kvmplace import objects
 from kvmplace.scheduler import columns
 
@@ -50,7 +50,7 @@ def precopy_all(memory_mib: float, dirty_rate_mibps: float, bandwidths: list[flo
             runs = _columns(memory_mib, dirty_rate_mibps, rates, params, disk_mib)
         for i, run in zip(usable, runs):
             out[i] = run
-    return out
+    return cast(list[estimator.Precopy], out)      # every slot is filled above
 
 
 def _columns(memory_mib: float, dirty_rate_mibps: float, r: np.ndarray,
@@ -60,10 +60,10 @@ def _columns(memory_mib: float, dirty_rate_mibps: float, r: np.ndarray,
     if params.allow_post_copy:
         runs = _columns(memory_mib, dirty_rate_mibps, r, replace(params, allow_post_copy=False),
                         disk_mib)
-        sent = float(memory_mib) + disk_mib
-        left = np.minimum(float(memory_mib), max(0.0, float(dirty_rate_mibps)) * sent / r)
-        elapsed = (params.setup_seconds + sent / r + left / r + overhead_s).tolist()
-        data = (sent + left).tolist()
+        first = float(memory_mib) + disk_mib
+        rest = np.minimum(float(memory_mib), max(0.0, float(dirty_rate_mibps)) * first / r)
+        elapsed = (params.setup_seconds + first / r + rest / r + overhead_s).tolist()
+        data = (first + rest).tolist()
         return [run if run.converges else
                 estimator.Precopy(1, data[i], elapsed[i], overhead_s * 1000.0, True, 'post-copy')
                 for i, run in enumerate(runs)]
@@ -75,7 +75,7 @@ def _columns(memory_mib: float, dirty_rate_mibps: float, r: np.ndarray,
     elapsed = params.setup_seconds + sent / r
     left = np.minimum(memory, dirty * (sent / r))
     rounds = np.ones(n, dtype=np.int64)
-    throttle = np.zeros(n)
+    throttle: np.ndarray = np.zeros(n)
     auto = np.zeros(n, dtype=bool)
     # Results, filled in as each run ends.
     res_rounds = np.zeros(n, dtype=np.int64)
@@ -142,9 +142,10 @@ def estimates_at(instance: objects.Instance,
     if len(rates) < MIN_BATCH:
         return [estimator.estimate_at(instance, source, r, params, runs) for r in rates]
     _, better = source
-    pinned = [better is not None and slow < mibps - 1e-9 for mibps, _, slow, _ in rates]
+    pinned = [better is not None and slow is not None and slow < mibps - 1e-9
+              for mibps, _, slow, _ in rates]
     wanted = {r[0] for r in rates}
-    wanted.update(r[2] for r, pin in zip(rates, pinned) if pin)
+    wanted.update(cast(float, r[2]) for r, pin in zip(rates, pinned) if pin)
     missing = [b for b in wanted if b not in runs]
     for b, run in zip(missing, precopy_all(instance.memory_mib, instance.dirty_rate_mibps,
                                            missing, params, instance.disk_mib)):
@@ -160,6 +161,7 @@ def estimates_at(instance: objects.Instance,
         run = main[i]
         pre_pin = without_pre_pin = None
         if pinned[i]:
+            assert better is not None and slow_mibps is not None   # pinned says so
             pre_pin = {'node': better.id, 'cpus': better.cpus}
             slow = without.get(slow_mibps)
             if slow is None:

@@ -1,0 +1,28 @@
+"""The migration model, scalar and batched, side by side.
+
+:mod:`kvmplace.estimator.scalar` is the pre-copy model one migration at a
+time (the definition); :mod:`kvmplace.estimator.batch` runs it over many
+bandwidths at once with numpy, giving the scalar model's numbers to the
+bit (checked by tests/unit/scheduler/test_batch.py and the scheduler's
+reference test). The scalar model's names are importable from here, as
+they were when it was a single module.
+"""
+from kvmplace.estimator.scalar import (  # noqa: F401
+    BOTTLENECKS,
+    ModelParams,
+    Precopy,
+    Rates,
+    bandwidth,
+    dest_health,
+    dest_term,
+    downtime_target_ms,
+    estimate,
+    estimate_at,
+    eta_seconds,
+    ewma,
+    fit_bandwidth,
+    link_term,
+    precopy,
+    rates,
+    source_nodes,
+)
