@@ -19,7 +19,7 @@ MIGRATION_COLUMNS = ['id', 'instance', 'source', 'dest', 'status', 'created_at',
 STEP_COLUMNS = ['seq', 'name', 'host', 'status', 'started_at', 'seconds', 'message']
 HOST_COLUMNS = ['name', 'up', 'seconds_since_report', 'maintenance', 'link_mbps',
                 'memory_used_mib', 'memory_mib', 'vcpus_used', 'vcpus', 'numa_health',
-                'instances']
+                'instances', 'facts', 'facts_age_seconds']
 DRAIN_COLUMNS = ['id', 'kind', 'host', 'status', 'created_at', 'finished_at', 'error']
 
 
@@ -154,18 +154,22 @@ class MigrationsAbort(_MigrationRecord):
 def host_row(h: dict) -> list:
     since = h.get('seconds_since_report')
     health = h.get('numa_health') or []
-    return [h['name'], render.Cell(h.get('up'), 'yes' if h.get('up') else 'DOWN'),
+    return [h['name'], render.Cell(h.get('up'), 'yes' if h.get('up') else
+                                      '-' if h.get('up') is None else 'DOWN'),
             render.Cell(since, f'{since} s ago' if since is not None else 'never'),
             render.Cell(h.get('maintenance'), 'yes' if h.get('maintenance') else ''),
             h.get('link_mbps'), h.get('memory_used_mib'), h.get('memory_mib'),
             h.get('vcpus_used'), h.get('vcpus'),
             render.Cell(health, ' '.join(f'{x:.2f}' for x in health)),
             render.Cell(h.get('instances') or [],
-                        ', '.join(render.safe(i) for i in h.get('instances') or []))]
+                        ', '.join(render.safe(i) for i in h.get('instances') or [])),
+            h.get('facts') or '', render.seconds_cell(h.get('facts_age_seconds'))]
 
 
 class HostsList(base.Lister):
-    """Hosts as their agents last reported them."""
+    """Hosts as their agents last reported them, and hosts known only from
+    ``hosts import``: ``facts`` says where each host's facts came from
+    (agent, import, or agent overriding an import) and how old they are."""
 
     def compute(self, args):
         return client.call(client.conductor(self.app).list_hosts)

@@ -30,6 +30,7 @@ from kvmplace.conductor import snapshots as snapshots_mod
 from kvmplace.conductor import validate as v
 from kvmplace.conductor import workflow as wf
 from kvmplace.conductor.db import api as db_api
+from kvmplace.conductor.db import facts as facts_db
 from kvmplace.exception import InvalidInput, KvmplaceError, NotFound
 from kvmplace.scheduler import manager as sched
 from kvmplace.status import FINAL_MIGRATION_STATUSES, DrainStatus
@@ -316,11 +317,13 @@ class ConductorManager:
                                    if status is not None else None)
 
     def list_hosts(self, ctxt) -> list[dict]:
+        """Reporting hosts and hosts known from ``hosts import`` (for
+        Nova's hosts without an agent), each with where its facts come from."""
         now = self.clock.time()
         out = []
         for row in self.db.list_hosts():
             out.append(_host_summary(row, now, self.conf.scheduler.host_down_seconds))
-        return out
+        return facts_db.with_origins(self.db, out, now)
 
     def get_host(self, ctxt, host: str) -> dict:
         row = self.db.get_host(v.name('host', host))

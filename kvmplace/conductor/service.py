@@ -10,7 +10,9 @@ from oslo_log import log as logging
 from kvmplace import rpc
 from kvmplace.agent import rpcapi as agent_rpcapi
 from kvmplace.cmd import service
+from kvmplace.conductor import decisions
 from kvmplace.conductor import endpoint as conductor_endpoint
+from kvmplace.conductor import hoststate
 from kvmplace.conductor import manager as conductor_manager
 from kvmplace.conductor.db import api as db_api
 from kvmplace.exception import KvmplaceError
@@ -46,8 +48,13 @@ def run(conf) -> int:
     except KvmplaceError as exc:
         sys.stderr.write(f'kvmplace-conductor: error: {exc}\n')
         return 1
+    # The Nova-facing endpoint (kvmplace.nova's filter and weigher) lives
+    # in its own namespace on the same topic and server.
+    nova = decisions.NovaDecisions(conf, manager.db,
+                                   hoststate.load_links(conf.conductor.topology_file))
     server = rpc.get_server(rpc.CONDUCTOR_TOPIC, conf.conductor.host,
-                            [conductor_endpoint.ConductorEndpoint(manager)])
+                            [conductor_endpoint.ConductorEndpoint(manager),
+                             decisions.NovaEndpoint(nova)])
     server.start()
     LOG.info('kvmplace-conductor %s serving on topic %s', conf.conductor.host,
              rpc.CONDUCTOR_TOPIC)

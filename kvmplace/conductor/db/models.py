@@ -148,3 +148,48 @@ def to_dict(row: Any) -> dict:
             value = value.isoformat(timespec='milliseconds') + 'Z'
         out[col.key] = value
     return out
+
+
+class ImportedHost(Base):
+    """A host's facts from ``kvmplace hosts import`` (revision 0006).
+
+    For hosts no agent reports on (clouds where kvmplace has no agent beside
+    nova-compute yet). An agent's report (``hosts``) overrides these for its
+    host; ``imported_at`` is the facts' age, like an agent's ``reported_at``.
+    """
+    __tablename__ = 'imported_hosts'
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    facts: Mapped[dict] = mapped_column(JSON, default=dict)
+    imported_at: Mapped[float] = mapped_column(Float)
+    source_file: Mapped[Optional[str]] = mapped_column(String(1024), nullable=True)
+
+
+class ImportedLink(Base):
+    """A link from ``kvmplace hosts import`` (revision 0006)."""
+    __tablename__ = 'imported_links'
+
+    a: Mapped[str] = mapped_column(String(255), primary_key=True)
+    b: Mapped[str] = mapped_column(String(255), primary_key=True)
+    mbps: Mapped[float] = mapped_column(Float)
+    imported_at: Mapped[float] = mapped_column(Float)
+
+
+class NovaDecision(Base):
+    """One answer given to nova-scheduler (revision 0006): what Nova asked
+    (instance, flavor, source, candidates) and, per host, kvmplace's verdict
+    - so an operator can answer "why did Nova put this guest there?"."""
+    __tablename__ = 'nova_decisions'
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    operation: Mapped[str] = mapped_column(String(32))
+    source: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    request_id: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    candidates: Mapped[int] = mapped_column(Integer)
+    passed: Mapped[int] = mapped_column(Integer)
+    best: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    request: Mapped[dict] = mapped_column(JSON, default=dict)
+    result: Mapped[dict] = mapped_column(JSON, default=dict)
+    elapsed_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)

@@ -39,3 +39,19 @@ def test_the_sample_documents_kvmplace_options_with_host_independent_defaults():
         assert section in text
     # A default taken from the generating machine would differ on every host.
     assert '#host = <hostname>' in text
+
+
+def test_shipped_nova_sample_equals_a_fresh_generation(tmp_path):
+    """nova.conf's [kvmplace] sample (etc/kvmplace/nova-kvmplace.conf.sample)."""
+    fresh = tmp_path / 'nova-kvmplace.conf.sample'
+    conf = os.path.join(ROOT, 'etc', 'kvmplace', 'oslo-config-generator', 'nova-kvmplace.conf')
+    res = subprocess.run([sys.executable, '-W', 'ignore', '-m', 'oslo_config.generator',
+                          '--config-file', conf, '--output-file', str(fresh)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    with open(os.path.join(ROOT, 'etc', 'kvmplace', 'nova-kvmplace.conf.sample'),
+              encoding='utf-8') as fh:
+        assert fh.read() == fresh.read_text(encoding='utf-8'), (
+            'regenerate: oslo-config-generator --config-file '
+            'etc/kvmplace/oslo-config-generator/nova-kvmplace.conf')
+    assert '[kvmplace]' in fresh.read_text(encoding='utf-8')
