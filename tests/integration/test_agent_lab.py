@@ -44,6 +44,10 @@ def shared_lab(request):
             state.get('guest_kernel_args') == GUEST_KERNEL_SAFETY_ARGS:
         where = manager.locate_guests(state)
         if all(where.get(f'lab-vm{i}') for i in range(1, 5)):
+            # This checkout's agent options (e.g. [agent] peers) in the
+            # lab's agent configs, as the session fixture does.
+            from kvmplace.lab import services
+            services.write_config(state)
             return state
     return request.getfixturevalue('lab')
 
@@ -432,3 +436,43 @@ def test_post_verify_sees_a_guest_kernel_panic(shared_lab, agents):
         except libvirt.libvirtError:
             pass
         conn.close()
+
+
+def test_a_real_agent_refuses_a_migration_to_an_unknown_host(shared_lab, agents):
+    """Issue 16: over RabbitMQ, a lab agent refuses a destination outside
+    its [agent] peers and a URI that names someone other than the peer;
+    the guest stays where it is."""
+    api = agents['api']
+    host = _where('lab-vm2')
+    peer = next(h for h in shared_lab['hosts'] if h['name'] != host)
+    with pytest.raises(InvalidInput, match='dest_host: .*not a known peer'):
+        api.migrate({}, host, migration_id='m-evil', instance='lab-vm2',
+                    dest_host='collector', dest_uri='qemu+tcp://collector.invalid/system',
+                    migrate_uri=None, dest_cpus=None, policy={})
+    with pytest.raises(InvalidInput, match='migrate_uri: .*does not name peer'):
+        api.migrate({}, host, migration_id='m-evil', instance='lab-vm2',
+                    dest_host=peer['name'],
+                    dest_uri=f"qemu+tcp://{peer['address']}:16509/system",
+                    migrate_uri='tcp://10.213.77.250', dest_cpus=None, policy={})
+    assert _where('lab-vm2') == host
+    assert api.get_job({}, host, instance='lab-vm2')['migration_id'] != 'm-evil'
+
+
+def test_a_real_agent_refuses_a_pool_outside_the_image_directories(shared_lab, agents):
+    """Issue 16: check_destination used to define a pool of any directory."""
+    import libvirt
+    host = shared_lab['hosts'][0]
+    conn = libvirt.open(host['libvirt_uri'])
+    try:
+        before = sorted(p.name() for p in conn.listAllStoragePools())
+        answer = agents['api'].check_destination(
+            {}, host['name'], instance={
+                'name': 'incoming-evil', 'memory_mib': 16, 'vcpus': 1,
+                'uuid': str(uuid_mod.uuid4()),
+                'disks': [{'shared': False, 'path': '/etc/kvmplace-evil.qcow2'}]},
+            source_cpu_model=None)
+        after = sorted(p.name() for p in conn.listAllStoragePools())
+    finally:
+        conn.close()
+    assert answer['ok'] is False and 'image_directories' in answer['reason']
+    assert after == before
