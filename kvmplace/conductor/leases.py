@@ -260,7 +260,7 @@ class SharedAdmission(adm.Admission):
                 reason = self._try(slot)
                 if reason is None:
                     return True
-                if cancelled():
+                if cancelled() or self.closed:      # the conductor stops
                     return False
                 if reason != told:
                     on_wait(reason)
