@@ -81,11 +81,11 @@ def agent_downtime_ms() -> int:
         max_downtime_ms=MAX_DOWNTIME_MS, switchover_overhead_ms=overhead))
 
 
-def bare(dest: str) -> dict:
+def bare(dest: str, downtime_ms: int) -> dict:
     import libvirt
 
     from kvmplace.lab import measure
-    result = measure.migrate(GUEST, dest, max_downtime_ms=agent_downtime_ms(),
+    result = measure.migrate(GUEST, dest, max_downtime_ms=downtime_ms,
                              extra_flags=libvirt.VIR_MIGRATE_ABORT_ON_ERROR)
     return {'side': 'bare', 'dest': dest, 'seconds': round(result.wall_seconds, 3),
             'downtime_ms': result.stats.get('downtime')}
@@ -155,6 +155,8 @@ def main(argv=None) -> int:
     with labbench.lab('overhead_bench', len(LINKS), LINKS, mix, keep=args.keep_lab) as state, \
             tempfile.TemporaryDirectory(prefix='kvmplace-overhead-') as tmp:
         lab_started = state['bench_locked_at']
+        # Read while the lab (and its generated config) is up.
+        downtime_ms = agent_downtime_ms()
         stack = labbench.Stack(state, tmp, estimator={},
                                extra={'agent': {'dirty_rate_interval_seconds': 600,
                                                 'post_verify_settle_seconds': settle}})
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
             there, back = HOSTS[1], HOSTS[0]
             # Warm-up: one move each way, not counted.
             through_kvmplace(stack, there)
-            bare(back)
+            bare(back, downtime_ms)
             wait_seen(stack, back)
             for rep in range(args.repeats):
                 for side, dest in (('kvmplace', there), ('bare', back), ('bare', there),
@@ -172,7 +174,7 @@ def main(argv=None) -> int:
                         wait_seen(stack, there if dest == back else back)
                         run = through_kvmplace(stack, dest)
                     else:
-                        run = bare(dest)
+                        run = bare(dest, downtime_ms)
                     run['repeat'] = rep + 1
                     runs.append(run)
                     labbench.log(f"{rep + 1}: {side} -> {dest}: "
@@ -198,7 +200,7 @@ def main(argv=None) -> int:
         'settle_seconds': settle,
         'bare_p10_seconds': round(_pct(bares, 10), 3),
         'bare_p90_seconds': round(_pct(bares, 90), 3),
-        'max_downtime_handed_to_qemu_ms': agent_downtime_ms(),
+        'max_downtime_handed_to_qemu_ms': downtime_ms,
         'differences': [
             'kvmplace passes a destination XML (VIR_MIGRATE_PARAM_DEST_XML/PERSIST_XML) '
             'with the emulator thread pinned to the planned CPUs; bare keeps the source XML',

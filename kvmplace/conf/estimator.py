@@ -94,10 +94,18 @@ OPTS = [
              'and between the last migration\'s end and the drain\'s. The '
              'prior of what finished drains teach when learn_concurrency is '
              'on.'),
+    cfg.FloatOpt(
+        'drain_pace', default=1.0, min=0.05, max=10.0,
+        help='Pace of a migration during a drain against its estimate, with '
+             'no other migration on its hosts (the estimated job time over '
+             'the measured one): below 1 when the hosts are busier during '
+             'drains than when the estimator was calibrated. The prior of '
+             'what finished drains teach when learn_concurrency is on.'),
     cfg.BoolOpt(
         'learn_concurrency', default=True,
         help='Learn migration_overhead_seconds, stream_contention and '
-             'drain_start_lag_seconds from the conductor\'s finished drains '
+             'drain_start_lag_seconds and drain_pace from the conductor\'s finished '
+             'drains '
              '(weighed against the configured values by '
              'learning_prior_migrations) and plan drains with them.'),
     cfg.BoolOpt(

@@ -82,7 +82,7 @@ class Concurrency:
         return cls(record_overhead_seconds=e.migration_overhead_seconds,
                    contention=e.stream_contention,
                    start_lag_seconds=e.drain_start_lag_seconds,
-                   verify_seconds=e.migration_overhead_seconds)
+                   verify_seconds=e.migration_overhead_seconds, pace=e.drain_pace)
 
 
 NONE = Concurrency()
