@@ -13,7 +13,7 @@ from typing import Any
 
 from kvmplace.cli import backend as backends
 from kvmplace.cli import base, explain, options, progress, render
-from kvmplace.status import DrainStatus
+from kvmplace.status import DrainStatus, MigrationStatus
 
 PLAN_COLUMNS = ['instance', 'source', 'dest', 'start_seconds', 'predicted_seconds',
                 'bandwidth_mibps', 'bottleneck', 'predicted_downtime_ms']
@@ -103,7 +103,7 @@ def prediction_check(data: dict) -> dict | None:
     for m in data.get('migrations') or []:
         p = planned.get(m['instance'])
         measured = _seconds_between(m.get('created_at'), m.get('finished_at'))
-        if p is None or measured is None or m.get('status') != 'completed':
+        if p is None or measured is None or m.get('status') != MigrationStatus.COMPLETED:
             continue
         job = (m.get('result') or {}).get('elapsed_seconds')
         moves.append({'instance': m['instance'], 'predicted_seconds': p['predicted_seconds'],
