@@ -31,8 +31,10 @@ class AgentAPI:
 
     def _call(self, ctxt, host: str, method: str, version: Optional[str] = None,
               **kwargs) -> Any:
-        prepared = self.client.prepare(server=host, **({'version': version} if version
-                                                       else {}))
+        # Each call says the oldest version that has its arguments (1.0
+        # unless told), so agents not yet upgraded answer it: the client's
+        # own VERSION is only the newest it can speak.
+        prepared = self.client.prepare(server=host, version=version or '1.0')
         return prepared.call(ctxt, method, **kwargs)
 
     @staticmethod
