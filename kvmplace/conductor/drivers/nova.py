@@ -317,20 +317,22 @@ class NovaDriver:
                 'libvirt_uri': f'nova://{host}', 'migration_uri': None,
                 'checked': 'nova-compute enabled and up; room in Placement'}
 
-    def pre_pin(self, ctxt, host: str, instance: str, node: Optional[int] = None) -> dict:
+    def pre_pin(self, ctxt, host: str, instance: str, node: Optional[int] = None,
+                migration_id: Optional[str] = None) -> dict:
         if not self.has_agent(host):
             return {'ok': False, 'skipped': True,
                     'reason': f'skipped: no kvmplace agent reports from {host}, so the '
                               'emulator thread was not pre-pinned'}
         return self.agents.pre_pin(ctxt, host, instance=self._domain(host, instance),
-                                   node=node)
+                                   node=node, migration_id=migration_id)
 
-    def restore_pin(self, ctxt, host: str, instance: str, cpus: str) -> dict:
+    def restore_pin(self, ctxt, host: str, instance: str, cpus: str,
+                    migration_id: Optional[str] = None) -> dict:
         if not self.has_agent(host):
             return {'ok': False, 'skipped': True,
                     'reason': f'skipped: no kvmplace agent reports from {host}'}
         return self.agents.restore_pin(ctxt, host, instance=self._domain(host, instance),
-                                       cpus=cpus)
+                                       cpus=cpus, migration_id=migration_id)
 
     def post_verify(self, ctxt, host: str, instance: str, uuid: str, memory_mib: int,
                     vcpus: int, cpus: Optional[str]) -> dict:
