@@ -22,6 +22,7 @@ import libvirt
 
 from kvmplace import estimator
 from kvmplace import objects
+from kvmplace.agent import storage
 from kvmplace.status import JobOutcome
 
 LOG = logging.getLogger(__name__)
@@ -433,6 +434,8 @@ class MigrationDriver:
         elapsed = time.monotonic() - job.started
         final = self._final_stats(job, plan, status) or {}
         job.result = self._result(job, status, error, elapsed, final, monitor)
+        if status == JobOutcome.COMPLETED and plan.local_disks:
+            job.result['source_disks_removed'] = self._remove_copied_disks(job)
         job.progress = dict(job.progress, phase='complete' if status == JobOutcome.COMPLETED
                             else job.progress.get('phase', 'setup'),
                             elapsed_seconds=round(elapsed, 3),
@@ -449,6 +452,21 @@ class MigrationDriver:
         self.notifier.migration_finished(job.migration_id, job.result)
         LOG.info('migration %s of %s: %s%s', job.migration_id, job.instance, status,
                  f' ({error})' if error else '')
+
+    def _remove_copied_disks(self, job: Job) -> list[str]:
+        paths = [d['path'] for d in job.guest.get('disks', [])
+                 if not d.get('shared') and d.get('path') and d.get('type', 'file') == 'file']
+        if not paths:
+            return []
+        agent = self.conf.agent
+        try:
+            return storage.remove_copied_disks(self.connection.get(), paths,
+                                               list(agent.image_directories),
+                                               agent.max_storage_pools, job.uuid)
+        except libvirt.libvirtError as exc:
+            LOG.warning('could not remove the stale disks of %s: %s', job.instance,
+                        exc.get_error_message())
+            return []
 
     def _final_stats(self, job: Job, plan: Plan, status: str) -> Optional[dict]:
         """The completed job's statistics (downtime, totals): on the

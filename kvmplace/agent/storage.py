@@ -118,35 +118,93 @@ def ensure_pools(conn, disk_paths: list[str], image_directories: list[str],
             raise Refused(f'disk directory {directory} is not under [agent] '
                           f'image_directories ({", ".join(image_directories) or "none"})')
     check_paths(conn, disk_paths, guest_uuid)
-    names = []
-    for directory in directories:
-        pool, kind = _pool_for(conn, directory)
-        try:
-            if pool is not None and kind not in FILE_POOL_TYPES:
-                raise Refused(f'the pool {pool.name()} for {directory} is of type {kind}, '
-                              'not a directory of files')
-            if pool is None:
-                ours = [p for p in conn.listAllStoragePools()
-                        if p.name().startswith(POOL_PREFIX)]
-                if len(ours) >= max_pools:
-                    raise Refused(f'this host already has {len(ours)} kvmplace storage pools '
-                                  f'([agent] max_storage_pools = {max_pools})')
-                name = POOL_PREFIX + hashlib.sha1(directory.encode()).hexdigest()[:12]
-                xml = (f'<pool type="dir"><name>{escape(name)}</name><target>'
-                       f'<path>{escape(directory)}</path></target></pool>')
-                pool = conn.storagePoolDefineXML(xml, 0)
-                pool.build(0)
-                LOG.info('defined storage pool %s for %s', name, directory)
-            if not pool.isActive():
-                pool.create(0)
-            pool.refresh(0)
-        except libvirt.libvirtError as exc:
-            raise KvmplaceError(f'cannot prepare a storage pool for {directory}: '
-                                f'{exc.get_error_message()}') from None
-        names.append(pool.name())
+    names = [_running_pool(conn, directory, max_pools).name() for directory in directories]
     for path in disk_paths:
         _refuse_existing(conn, path)
     return names
+
+
+def _running_pool(conn, directory: str, max_pools: int):
+    """The active, refreshed file pool whose target is ``directory``,
+    defined (as kvmplace's) if there is none yet and the limit allows."""
+    pool, kind = _pool_for(conn, directory)
+    try:
+        if pool is not None and kind not in FILE_POOL_TYPES:
+            raise Refused(f'the pool {pool.name()} for {directory} is of type {kind}, '
+                          'not a directory of files')
+        if pool is None:
+            ours = [p for p in conn.listAllStoragePools()
+                    if p.name().startswith(POOL_PREFIX)]
+            if len(ours) >= max_pools:
+                raise Refused(f'this host already has {len(ours)} kvmplace storage pools '
+                              f'([agent] max_storage_pools = {max_pools})')
+            name = POOL_PREFIX + hashlib.sha1(directory.encode()).hexdigest()[:12]
+            xml = (f'<pool type="dir"><name>{escape(name)}</name><target>'
+                   f'<path>{escape(directory)}</path></target></pool>')
+            pool = conn.storagePoolDefineXML(xml, 0)
+            pool.build(0)
+            LOG.info('defined storage pool %s for %s', name, directory)
+        if not pool.isActive():
+            pool.create(0)
+        pool.refresh(0)
+    except libvirt.libvirtError as exc:
+        raise KvmplaceError(f'cannot prepare a storage pool for {directory}: '
+                            f'{exc.get_error_message()}') from None
+    return pool
+
+
+def remove_copied_disks(conn, disk_paths: list[str], image_directories: list[str],
+                        max_pools: int, guest_uuid: str) -> list[str]:
+    """After a completed non-shared-storage migration, delete the source's
+    now stale copies of the guest's local disks; returns what was removed.
+
+    Why: the guest runs from the destination's copy; the source's is out
+    of date at its first write, and while it exists a later migration of
+    the same guest back to this host is refused (a path that exists is
+    never overwritten, see :func:`ensure_pools`). Nova does the same on the
+    source after a live migration without shared storage
+    (``post_live_migration``, which destroys the instance's local disks).
+
+    Deleted only through libvirt's storage pools (the lab's libvirtds have
+    private mount namespaces), only under ``[agent] image_directories``,
+    and only while no domain on this host - the guest itself included, by
+    UUID - uses the path. Failures are logged, never raised: the migration
+    has completed whatever happens here."""
+    removed: list[str] = []
+    try:
+        conn.lookupByUUIDString(guest_uuid)
+        LOG.warning('not removing the disks of %s: it is still defined on this host',
+                    guest_uuid)
+        return removed
+    except libvirt.libvirtError:
+        pass                            # gone from here, as it should be
+    try:
+        used = _paths_in_use(conn, None)
+    except libvirt.libvirtError as exc:
+        LOG.warning('not removing copied disks: %s', exc.get_error_message())
+        return removed
+    for path in (os.path.normpath(p) for p in disk_paths):
+        directory = os.path.dirname(path)
+        if not allowed_directory(directory, image_directories) or path in used:
+            LOG.info('keeping %s (outside [agent] image_directories, or used by %s)',
+                     path, used.get(path))
+            continue
+        try:
+            _running_pool(conn, directory, max_pools)
+            vol = conn.storageVolLookupByPath(path)
+            if vol.info()[0] == libvirt.VIR_STORAGE_VOL_BLOCK:
+                continue
+            vol.delete(0)
+        except libvirt.libvirtError as exc:
+            LOG.warning('could not remove the stale copy %s: %s', path,
+                        exc.get_error_message())
+            continue
+        except KvmplaceError as exc:
+            LOG.warning('could not remove the stale copy %s: %s', path, exc)
+            continue
+        removed.append(path)
+        LOG.info("removed %s: its guest runs from the destination's copy", path)
+    return removed
 
 
 def _refuse_existing(conn, path: str) -> None:

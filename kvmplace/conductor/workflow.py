@@ -42,7 +42,8 @@ from kvmplace.conductor.locator import Locator
 from kvmplace.conductor.notifications import Notifications
 from kvmplace.conductor.snapshots import Snapshots
 from kvmplace.exception import KvmplaceError, NoValidHost
-from kvmplace.status import BEFORE_COPY_STATUSES, JobOutcome, MigrationStatus as MS, StepStatus
+from kvmplace.status import (BEFORE_COPY_STATUSES, FINAL_MIGRATION_STATUSES, JobOutcome,
+                             MigrationStatus as MS, StepStatus)
 
 #: Guest states (libvirt's, as the agents report them) in which it runs.
 _GUEST_RUNNING = 'running'
@@ -156,8 +157,11 @@ class MigrationWorkflow:
         (else db_api.LeaseLost: another conductor drives it now)."""
         rec = self.db.update_migration(self.mid, self.owner(), **fields)
         if 'status' in fields:
-            LOG.info('migration %(id)s of %(inst)s: %(status)s',
-                     {'id': self.mid[:8], 'inst': rec['instance'], 'status': fields['status']})
+            # A final status says why, so the log alone explains a failure.
+            error = fields.get('error') if fields['status'] in FINAL_MIGRATION_STATUSES else None
+            LOG.info('migration %(id)s of %(inst)s: %(status)s%(why)s',
+                     {'id': self.mid[:8], 'inst': rec['instance'], 'status': fields['status'],
+                      'why': f': {error}' if error else ''})
         return rec
 
     def _still_mine(self) -> dict:

@@ -311,6 +311,10 @@ def test_local_disk_is_copied_and_counted(shared_lab, agents, conductor):  # noq
     assert result['status'] == 'completed', result['error']
     assert _where(guest) == dest
     assert os.path.getsize(image) > 0  # pre-created by libvirt, then filled over NBD
+    # The source's copy is stale now: the source agent removed it (as Nova
+    # does), so the guest may come back to this host later.
+    assert result['source_disks_removed'] == [g['disks'][0]['path']], result
+    assert not os.path.exists(labguests.host_path(source, g['disks'][0]['path']))
     progress = [c['progress'] for c in conductor.named(
         'migration_progress', migration_id=started['migration_id'])]
     assert max(p.get('disk_total_mib', 0) for p in progress) >= 60
