@@ -121,8 +121,10 @@ def test_kill_9_of_the_owner_mid_migration_is_adopted(three, shared_lab):  # noq
     adopter = wait_for(lambda: (lambda o: o if o and o != owner else None)(
         _owner_of(three, rec['id'])), TAKEOVER_S * 3, 'another conductor to adopt', 0.2)
     took = time.monotonic() - killed
-    # takeover_seconds, plus the adopter's look interval (a quarter of it).
-    assert took <= TAKEOVER_S * 1.25 + 2, took
+    # takeover_seconds, plus the adopter's look interval (a quarter of it),
+    # plus how late the test can see it: each look is a CLI process
+    # (``migrations show``), up to ~3 s on a loaded 2-core machine.
+    assert took <= TAKEOVER_S * 1.25 + 4, took
     # A conductor starting now (the killed one, again) changes nothing.
     three.start_conductor(owner)
     final = final_record(three, rec['id'], timeout=600)

@@ -370,7 +370,9 @@ def test_destination_libvirtd_killed_before_post_verify(stack, shared_lab):  # n
     guest = lab_guest(shared_lab, kind='linux', dirty_rate_mibps=0)
     source = where(guest)
     dest = fastest_other(shared_lab, source)
-    rec = stack.cli('migrate', guest, '--to', dest, '--bandwidth-cap-mibps', '32')
+    # 8 MiB/s: the copy lasts over 15 s, so a poll through the CLI (a
+    # process start each, seconds on a loaded 2-core machine) sees it run.
+    rec = stack.cli('migrate', guest, '--to', dest, '--bandwidth-cap-mibps', '8')
     wait_for(lambda: copying(stack, rec['id'], 1.0), 60, 'the copy to start', 0.2)
     agent = stack.agents[dest].proc
     os.kill(agent.pid, signal.SIGSTOP)
