@@ -207,7 +207,8 @@ class KvmplaceSide:
         column form over the ranked hosts. Median of ``repeats`` fresh
         requests. A derived quantity several plugins share (destination
         health, estimates) is charged to the first plugin that asks."""
-        from kvmplace.scheduler.filters import split
+        import numpy as np
+        from itertools import compress
         sched = self.scheduler
         times: dict[str, list[float]] = {}
         for _ in range(repeats):
@@ -217,18 +218,19 @@ class KvmplaceSide:
             index = None
             gc.collect()
             for flt in sched.filters:
+                # as SchedulerManager.select_with_spec runs a filter
                 start = time.perf_counter()
-                passes = flt.filter_column(table.view(index, hosts), spec)
-                kept, failed = split(hosts, passes)
+                passes = flt.filter_mask(table.view(index, hosts), spec)
+                kept, failed = hosts, []
+                if not passes.all():
+                    failed = [hosts[i] for i in np.flatnonzero(~passes).tolist()]
+                    kept = list(compress(hosts, passes.tolist()))
+                    index = np.flatnonzero(passes) if index is None else index[passes]
                 for host in failed:
                     flt.reason(host, spec)
                 spent = time.perf_counter() - start
                 times.setdefault('filter:' + flt.name, []).append(
                     spent * 1e6 / max(1, len(hosts)))
-                if failed:
-                    import numpy as np
-                    keep = np.array(passes, dtype=bool)
-                    index = np.flatnonzero(keep) if index is None else index[keep]
                 hosts = kept
             cols = table.view(index, hosts)
             for weigher in sched.weighers:

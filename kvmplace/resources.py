@@ -113,3 +113,14 @@ def node_health(bandwidth_mibps: Optional[float], baseline_mibps: Optional[float
     if not bandwidth_mibps or not baseline_mibps:
         return 1.0
     return min(1.0, bandwidth_mibps / baseline_mibps)
+
+
+def nodes_health(bandwidth_mibps: np.ndarray, baseline_mibps: np.ndarray) -> np.ndarray:
+    """:func:`node_health` over columns of nodes; an unknown figure is NaN
+    or 0. ``min(1.0, x)`` keeps 1.0 for a NaN ratio, as ``x < 1.0`` does
+    here; the ratio is the same IEEE division."""
+    with np.errstate(divide='ignore', invalid='ignore'):
+        ratio = bandwidth_mibps / baseline_mibps
+    known = ((bandwidth_mibps != 0) & ~np.isnan(bandwidth_mibps)
+             & (baseline_mibps != 0) & ~np.isnan(baseline_mibps))
+    return np.where(known & (ratio < 1.0), ratio, 1.0)

@@ -10,13 +10,18 @@ positions, so the RAM filter and the free-RAM weigher read one free-RAM
 column, computed once per request.
 
 Derived quantities come from :mod:`kvmplace.resources` (free RAM, free
-vCPUs, host up) and from the request spec's memos (destination NUMA
-health, widest-path rate, migration estimates), never from a plugin's own
-arithmetic: every plugin sees the same numbers, per host and per column.
+vCPUs, host up, NUMA node health) and from the request spec (widest-path
+rate, migration estimates), never from a plugin's own arithmetic: every
+plugin sees the same numbers, per host and per column. The costly ones
+(destination health, estimates) are computed only for the hosts a plugin
+asks about, each host once per request, and kept as a column: the NUMA
+health filter, the convergence filter and two weighers read them in turn
+at ten thousand hosts, and each read after the first is one numpy index.
 """
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -28,8 +33,47 @@ if TYPE_CHECKING:  # the spec builds tables; a table only reads the spec
     from kvmplace.scheduler.spec import RequestSpec
 
 
-def _float(value: Optional[float]) -> float:
-    return math.nan if value is None else value
+def best_node_healths(hosts: Sequence[objects.Host], need_memory_mib: int) -> np.ndarray:
+    """``[h.best_node_health(need_memory_mib) for h in hosts]`` as a column.
+
+    The usual case, as :meth:`objects.Host.best_node_health` decides it
+    first: among the nodes with room, one more than 2e-6 healthier than
+    every other (or a lone one) gives its health. Here every host's nodes
+    are one row of a grid (no room: -inf) sorted once, so the healthiest
+    and the runner-up are its last two columns. Every other host (a
+    near-tie, no node with room) asks ``best_node_health`` itself, as do
+    short columns, where numpy's set-up costs more than it saves.
+    """
+    if len(hosts) < _SHORT:
+        return np.array([h.best_node_health(need_memory_mib) for h in hosts], dtype=np.float64)
+    counts = np.fromiter(map(len, map(_numa, hosts)), dtype=np.intp, count=len(hosts))
+    out = np.ones(len(hosts), dtype=np.float64)      # no NUMA figures: 1.0
+    width = int(counts.max())
+    if width == 0:
+        return out
+    nodes = [n for h in hosts for n in h.numa]
+    free = np.array([n.free_memory_mib for n in nodes], dtype=np.float64)
+    health = resources.nodes_health(
+        np.array([n.bandwidth_mibps for n in nodes], dtype=np.float64),
+        np.array([n.baseline_mibps for n in nodes], dtype=np.float64))
+    grid = np.full((len(hosts), max(2, width)), -math.inf)
+    rows = np.repeat(np.arange(len(hosts)), counts)
+    starts = np.cumsum(counts) - counts
+    grid[rows, np.arange(len(nodes)) - starts[rows]] = np.where(
+        free >= need_memory_mib, health, -math.inf)
+    grid.sort(axis=1)
+    top, second = grid[:, -1], grid[:, -2]
+    with np.errstate(invalid='ignore'):
+        clear = (top > -math.inf) & (top - second > 2e-6)
+    out[clear] = top[clear]
+    for i in np.flatnonzero(~clear & (counts > 0)).tolist():
+        out[i] = hosts[i].best_node_health(need_memory_mib)
+    return out
+
+
+_numa = attrgetter('numa')
+#: Below this many hosts a column is built host by host.
+_SHORT = 32
 
 
 class HostTable:
@@ -50,7 +94,11 @@ class HostTable:
             'free_ram_mib': self._free_ram_mib,
             'free_vcpus': self._free_vcpus,
             'reported_up': self._reported_up,
+            'path_mbps': self._path_mbps,
         }
+        #: Columns filled only at the hosts asked about: name -> (values,
+        #: which positions hold one).
+        self._partial: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def column(self, name: str) -> np.ndarray:
         """The named column over every host of the table."""
@@ -60,18 +108,43 @@ class HostTable:
             if name in self._derived:
                 col = self._derived[name]()
             elif name in self.NUMERIC:
-                if name == 'updated_at':
-                    values = (_float(h.updated_at) for h in hosts)
-                else:
-                    values = (getattr(h, name) for h in hosts)
-                col = np.fromiter(values, dtype=np.float64, count=len(hosts))
+                # np.array, not fromiter: None (no report time) becomes NaN
+                col = np.array(list(map(attrgetter(name), hosts)), dtype=np.float64)
             elif name in self.FLAGS:
-                col = np.fromiter((getattr(h, name) for h in hosts), dtype=bool,
+                col = np.fromiter(map(attrgetter(name), hosts), dtype=bool,
                                   count=len(hosts))
             else:
                 raise AttributeError(f'no host column "{name}"')
             self._columns[name] = col
         return col
+
+    def at(self, name: str, index: Optional[np.ndarray]) -> np.ndarray:
+        """The costly column ``name`` (``dest_health``, ``estimates``) at
+        ``index`` (all hosts when None), computed at the positions that
+        have no value yet."""
+        partial = self._partial.get(name)
+        if partial is None:
+            values = np.empty(len(self.hosts), dtype=object if name == 'estimates'
+                              else np.float64)
+            partial = self._partial[name] = (values, np.zeros(len(self.hosts), dtype=bool))
+        values, known = partial
+        if index is None:
+            missing = np.flatnonzero(~known)
+        else:
+            missing = index[~known[index]]
+        if len(missing):
+            hosts = self.hosts
+            wanted = [hosts[i] for i in missing.tolist()]
+            if name == 'dest_health':
+                values[missing] = self.spec.fill_dest_healths(wanted)
+            elif name == 'estimates':
+                values[missing] = self.spec.fill_estimates(
+                    wanted, self.at('dest_health', missing).tolist(),
+                    self.column('path_mbps')[missing].tolist())
+            else:
+                raise AttributeError(f'no host column "{name}"')
+            known[missing] = True
+        return values if index is None else values[index]
 
     def positions(self, hosts: Sequence[objects.Host]) -> Optional[np.ndarray]:
         """Where ``hosts`` sit in this table; None when one is not here."""
@@ -106,6 +179,9 @@ class HostTable:
     def _reported_up(self) -> np.ndarray:
         return resources.hosts_up(self.column('updated_at'), self.spec.now,
                                   self.spec.options.host_down_seconds, missing_is_up=True)
+
+    def _path_mbps(self) -> np.ndarray:
+        return np.array(self.spec.paths_mbps(self.hosts), dtype=np.float64)
 
 
 class HostColumns:
@@ -153,12 +229,12 @@ class HostColumns:
 
     @property
     def path_mbps(self) -> np.ndarray:
-        return np.array(self.table.spec.paths_mbps(self.hosts), dtype=np.float64)
+        return self.column('path_mbps')
 
     @property
     def dest_health(self) -> np.ndarray:
-        return np.array(self.table.spec.dest_healths(self.hosts), dtype=np.float64)
+        return self.table.at('dest_health', self.index)
 
     @property
     def estimates(self) -> list[objects.Estimate]:
-        return self.table.spec.estimates(self.hosts)
+        return self.table.at('estimates', self.index).tolist()

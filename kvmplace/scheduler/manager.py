@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from itertools import compress
 from typing import Iterable, Optional
 
 import numpy as np
@@ -19,7 +20,6 @@ from kvmplace import objects
 from kvmplace import topology as topo
 from kvmplace.exception import ConfigError, InvalidInput, NotFound
 from kvmplace.scheduler import columns
-from kvmplace.scheduler.filters import split
 from kvmplace.scheduler.hosts import HostColumns
 from kvmplace.scheduler.spec import RequestSpec
 from kvmplace.scheduler.weighers import as_floats
@@ -155,11 +155,12 @@ class SchedulerManager:
         for flt in self.filters:
             if not candidates:
                 break
-            passes = flt.filter_column(table.view(index, candidates), spec)
-            candidates, failed = split(candidates, passes)
-            if failed:
-                keep = np.fromiter(passes, dtype=bool, count=len(passes))
-                index = (np.flatnonzero(keep) if index is None else index[keep])
+            passes = flt.filter_mask(table.view(index, candidates), spec)
+            failed = []
+            if not passes.all():
+                failed = [candidates[i] for i in np.flatnonzero(~passes).tolist()]
+                candidates = list(compress(candidates, passes.tolist()))
+                index = np.flatnonzero(passes) if index is None else index[passes]
             for host in failed:
                 rejected.append({'host': host.name, 'filter': flt.name,
                                  'reason': flt.reason(host, spec)})
@@ -193,7 +194,7 @@ class SchedulerManager:
                                            columns.round_all(norm, 4)):
                 host_weighers[name] = {'raw': r, 'normalized': x, 'multiplier': mult}
         weights = columns.round_all(totals, 6)
-        estimates = spec.estimates(hosts)
+        estimates = cols.estimates
         return [{'host': names[i], 'weight': weights[i], 'weighers': explained[i],
                  'estimate': estimates[i].to_dict()}
                 for i in columns.rank(totals, names)]

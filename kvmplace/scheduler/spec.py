@@ -25,11 +25,13 @@ import time
 import types
 from typing import Optional
 
+import numpy as np
+
 from kvmplace import estimator
 from kvmplace import objects
 from kvmplace import resources
 from kvmplace import topology as topo
-from kvmplace.scheduler.hosts import HostColumns, HostTable
+from kvmplace.scheduler.hosts import HostColumns, HostTable, best_node_healths
 from kvmplace.scheduler.model import RequestModel
 
 
@@ -126,15 +128,18 @@ class RequestSpec:
     def dest_healths(self, hosts: list[objects.Host]) -> list[float]:
         """:meth:`dest_health` of each host, in order."""
         memo = self._dest_health
-        need = self.instance.memory_mib
-        out = []
-        for host in hosts:
-            health = memo.get(host.name)
-            if health is None:
-                # estimator.dest_health, without its call per host
-                health = memo[host.name] = host.best_node_health(need)
-            out.append(health)
-        return out
+        missing = [host for host in hosts if host.name not in memo]
+        if missing:
+            self.fill_dest_healths(missing)
+        return [memo[host.name] for host in hosts]
+
+    def fill_dest_healths(self, hosts: list[objects.Host]) -> np.ndarray:
+        """:meth:`dest_health` of each host computed as one column
+        (:func:`hosts.best_node_healths`), and memoized for the per-host
+        form (a rejected host's reason, a weigher written per host)."""
+        healths = best_node_healths(hosts, self.instance.memory_mib)
+        self._dest_health.update(zip([host.name for host in hosts], healths.tolist()))
+        return healths
 
     def estimate(self, host: objects.Host) -> objects.Estimate:
         """The migration estimate to ``host``, memoized on what it depends on.
@@ -152,12 +157,20 @@ class RequestSpec:
         memo = self._host_estimates
         missing = [h for h in hosts if h.name not in memo]
         if missing:
-            model = self._model
             width = self._width
-            learned = self._learned
-            rates = model.rates_all(self.dest_healths(missing),
-                                    [width.get(host.name, 0.0) for host in missing],
-                                    [learned.get(host.name) for host in missing])
-            for host, est in zip(missing, model.estimates(rates)):
-                memo[host.name] = est
+            self.fill_estimates(missing, self.dest_healths(missing),
+                                [width.get(host.name, 0.0) for host in missing])
         return [memo[h.name] for h in hosts]
+
+    def fill_estimates(self, hosts: list[objects.Host], dest_healths: list[float],
+                       paths_mbps: list[float]) -> list[objects.Estimate]:
+        """The estimates to ``hosts``, given their destination health and
+        path rate (:meth:`dest_health`, :meth:`path_mbps`), memoized for
+        the per-host form."""
+        model = self._model
+        learned = self._learned
+        names = [host.name for host in hosts]
+        made = model.estimates(model.rates_all(dest_healths, paths_mbps,
+                                               [learned.get(name) for name in names]))
+        self._host_estimates.update(zip(names, made))
+        return made

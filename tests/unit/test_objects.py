@@ -132,3 +132,21 @@ def test_best_node_is_max_by_rounded_health_then_free_memory_then_lower_id(nodes
     best = best_node(host, need)
     assert host.best_node(need) is best
     assert host.best_node_health(need) == (best.health if best is not None else 1.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.tuples(_health, st.sampled_from([0, 1024, 4096, 8192])),
+                         max_size=4), min_size=32, max_size=90),
+       st.sampled_from([0, 2048, 4096, 16384]))
+def test_best_node_health_column_is_the_per_host_form(hosts, need):
+    """The scheduler's column of destination healths (one numpy pass over
+    every node, near-ties left to Host.best_node_health) is the per-host
+    answer, host by host, on columns long enough to take the numpy path."""
+    from kvmplace.scheduler.hosts import best_node_healths
+    built = [objects.Host(name=f'h{j}', numa=[
+        objects.NumaNode(id=i, cpus=str(i), free_memory_mib=free,
+                         bandwidth_mibps=None if h is None else h * 20000.0,
+                         baseline_mibps=None if h is None else 20000.0)
+        for i, (h, free) in enumerate(nodes)]) for j, nodes in enumerate(hosts)]
+    column = best_node_healths(built, need)
+    assert column.tolist() == [host.best_node_health(need) for host in built]

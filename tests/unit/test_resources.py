@@ -103,6 +103,20 @@ def test_node_health_is_capped_and_defaults_to_healthy(bandwidth, baseline):
 
 
 @SETTINGS
+@given(st.lists(st.tuples(optional_rate | st.just(math.nan) | st.just(math.inf),
+                          optional_rate | st.just(math.inf)), min_size=1, max_size=40))
+def test_node_health_column_is_the_scalar_form(nodes):
+    """The scheduler's column of node healths gives node_health's doubles,
+    a missing figure being NaN in a column."""
+    def column(values):
+        return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+
+    healths = resources.nodes_health(column([b for b, _ in nodes]),
+                                     column([base for _, base in nodes]))
+    assert healths.tolist() == [resources.node_health(b, base) for b, base in nodes]
+
+
+@SETTINGS
 @given(st.lists(st.tuples(mib, mib, cpus, cpus), min_size=1, max_size=10), ratios, ratios,
        reserved, st.integers(min_value=1, max_value=65536), st.integers(1, 64))
 def test_planner_capacity_uses_the_same_room(hosts, ram_ratio, cpu_ratio, held, need_mib,

@@ -39,6 +39,19 @@ def as_flags(passes: Sequence[bool] | np.ndarray, count: int) -> list[bool]:
     return flags
 
 
+def as_mask(passes: Sequence[bool] | np.ndarray, count: int) -> np.ndarray:
+    """A column form's answer as a bool array, its length checked: what
+    :func:`as_flags` gives, without a Python bool per host when the
+    answer already is an array."""
+    if isinstance(passes, np.ndarray) and passes.ndim == 1:
+        mask = passes.astype(bool, copy=False)
+    else:
+        mask = np.array(as_flags(passes, count), dtype=bool)
+    if len(mask) != count:
+        raise ValueError(f'a filter answered {len(mask)} times for {count} hosts')
+    return mask
+
+
 class BaseFilter:
     """Base of every filter: write ``host_passes`` *or* ``passes_column``,
     and ``reason``."""
@@ -72,8 +85,12 @@ class BaseFilter:
         raise NotImplementedError
 
     def filter_column(self, cols: HostColumns, spec: RequestSpec) -> list[bool]:
-        """The column form's answer as plain bools (what the manager uses)."""
+        """The column form's answer as plain bools."""
         return as_flags(self.passes_column(cols, spec), len(cols))
+
+    def filter_mask(self, cols: HostColumns, spec: RequestSpec) -> np.ndarray:
+        """The column form's answer as a bool array (what the manager uses)."""
+        return as_mask(self.passes_column(cols, spec), len(cols))
 
     def filter_all(self, hosts: list[objects.Host], spec: RequestSpec
                    ) -> tuple[list[objects.Host], list[objects.Host]]:
