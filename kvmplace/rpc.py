@@ -14,7 +14,13 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 
 AGENT_TOPIC = 'kvmplace-agent'
+#: The conductor's topic for operators, the CLI and cloud schedulers.
 CONDUCTOR_TOPIC = 'kvmplace-conductor'
+#: The conductor's topic for the agents' casts (report_state,
+#: migration_progress, migration_finished) and nothing else, so that a
+#: compute host's broker account may publish there and not on
+#: CONDUCTOR_TOPIC (doc/source/user/security.rst, "Broker accounts").
+CONDUCTOR_REPORTS_TOPIC = 'kvmplace-conductor-reports'
 ALLOWED_EXMODS = ['kvmplace.exception']
 
 _TRANSPORTS: dict[int, messaging.Transport] = {}

@@ -18,14 +18,16 @@ LOG = logging.getLogger(__name__)
 
 
 class ConductorNotifier:
-    """Client side of the three casts the conductor listens for (v1.0)."""
+    """Client side of the three casts the conductor listens for (v1.0), on
+    the reports topic: the only conductor topic a compute host's broker
+    account needs (doc/source/user/security.rst)."""
 
     VERSION = '1.0'
 
     def __init__(self, conf=None, client: Optional[messaging.RPCClient] = None):
         if client is None:
             kwargs = {} if conf is None else {'conf': conf}
-            client = rpc.get_client(rpc.CONDUCTOR_TOPIC, self.VERSION, **kwargs)
+            client = rpc.get_client(rpc.CONDUCTOR_REPORTS_TOPIC, self.VERSION, **kwargs)
         self.client = client
 
     def _cast(self, method: str, **kwargs) -> bool:

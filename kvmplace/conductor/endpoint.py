@@ -15,8 +15,18 @@ refused request is the caller's business, logged at debug level, not a
 server error with a traceback (anyone on the bus could otherwise fill the
 log). The caller still gets the exception with its message.
 
-Adding an RPC method: implement it on the manager, add it here and to
-:data:`RPC_METHODS`, and to the client (rpcapi) with a version bump.
+The agents' casts and the operators' calls are two endpoints served on
+two topics: :class:`ReportsEndpoint` (``report_state``,
+``migration_progress``, ``migration_finished``) on
+``kvmplace-conductor-reports``, :class:`ConductorEndpoint` (everything an
+operator, the CLI or a cloud scheduler calls) on ``kvmplace-conductor``.
+A compute host's broker account may then publish on the reports topic
+and not on the operator topic, so RabbitMQ itself refuses a host's
+``migrate`` or ``drain`` (doc/source/user/security.rst).
+
+Adding an RPC method: implement it on the manager, add it to the right
+endpoint and to :data:`OPERATOR_METHODS` or :data:`REPORT_METHODS`, and to
+the client (rpcapi) with a version bump.
 """
 from __future__ import annotations
 
@@ -29,11 +39,13 @@ from kvmplace import bounds
 from kvmplace.conductor import manager as manager_mod
 from kvmplace.exception import InvalidInput, KvmplaceError
 
-#: The conductor's RPC API: the only names a bus client can call.
-RPC_METHODS = (
-    # casts from the agents
-    'report_state', 'migration_progress', 'migration_finished',
-    # calls from clients (CLI, a cloud scheduler)
+#: The agents' casts: the only names served on the reports topic.
+REPORT_METHODS = ('report_state', 'migration_progress', 'migration_finished')
+
+#: Calls from operators and clients (CLI, a cloud scheduler): the only
+#: names served on the operator topic (with the Nova namespace's, see
+#: kvmplace.conductor.decisions).
+OPERATOR_METHODS = (
     'select_destinations', 'estimate', 'migrate', 'get_migration', 'list_migrations',
     'abort_migration', 'drain', 'rebalance', 'get_drain', 'list_drains', 'list_hosts',
     'get_host', 'set_maintenance',
@@ -41,6 +53,8 @@ RPC_METHODS = (
     'list_path_rates', 'forget_path_rates',
 )
 
+#: The conductor's whole RPC API: the only names a bus client can call.
+RPC_METHODS = REPORT_METHODS + OPERATOR_METHODS
 
 
 def _expected(fn):
@@ -56,7 +70,7 @@ def _expected(fn):
                 else:
                     bounds.plain(key, value)
         except InvalidInput as exc:
-            if fn.__name__ in _CASTS:
+            if fn.__name__ in REPORT_METHODS:
                 manager_mod.LOG.warning('%s dropped: %s', fn.__name__, exc)
                 return None
             raise
@@ -64,18 +78,15 @@ def _expected(fn):
     return messaging.expected_exceptions(KvmplaceError)(wrapper)
 
 
-_CASTS = ('report_state', 'migration_progress', 'migration_finished')
-
-
-class ConductorEndpoint:
-    """The RPC surface of one ConductorManager (API 1.1)."""
+class ReportsEndpoint:
+    """The agents' casts to one ConductorManager (API 1.1's casts), served
+    on :data:`kvmplace.rpc.CONDUCTOR_REPORTS_TOPIC`."""
 
     target = messaging.Target(version='1.1')
 
     def __init__(self, manager: manager_mod.ConductorManager):
         self._manager = manager
 
-    # -- casts from the agents --------------------------------------------------
     @_expected
     def report_state(self, ctxt, host_state: dict) -> None:
         self._manager.report_state(ctxt, host_state)
@@ -88,7 +99,16 @@ class ConductorEndpoint:
     def migration_finished(self, ctxt, migration_id: str, result: dict) -> None:
         self._manager.migration_finished(ctxt, migration_id, result)
 
-    # -- calls from clients -------------------------------------------------------
+
+class ConductorEndpoint:
+    """The operators' RPC surface of one ConductorManager (API 1.1), served
+    on :data:`kvmplace.rpc.CONDUCTOR_TOPIC`: no agent cast here."""
+
+    target = messaging.Target(version='1.1')
+
+    def __init__(self, manager: manager_mod.ConductorManager):
+        self._manager = manager
+
     @_expected
     def select_destinations(self, ctxt, instance: str, policy: Optional[dict] = None,
                             force_hosts: Optional[list] = None,

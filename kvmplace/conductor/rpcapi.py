@@ -1,4 +1,5 @@
-"""Client side of the conductor RPC API (topic ``kvmplace-conductor``).
+"""Client side of the conductor RPC API (topic ``kvmplace-conductor``; the
+agents' casts on ``kvmplace-conductor-reports``).
 
 For the CLI and for other services - a cloud scheduler asking "where
 should this guest go?" - and for the agents' casts. All arguments and
@@ -19,6 +20,11 @@ API version history:
   drain, get_drain, list_drains, rebalance; casts report_state,
   migration_progress, migration_finished
 * 1.1 - list_path_rates, forget_path_rates (learned path throughput)
+
+The casts report_state, migration_progress and migration_finished go to the
+topic ``kvmplace-conductor-reports`` (same versions), where the conductor
+serves them alone, so broker permissions can let an agent report without
+letting it call the operators' methods (doc/source/user/security.rst).
 """
 from __future__ import annotations
 
@@ -36,12 +42,14 @@ class ConductorAPI:
         kwargs = {} if conf is None else {'conf': conf}
         self.client = rpc.get_client(rpc.CONDUCTOR_TOPIC, self.VERSION, timeout=timeout,
                                      **kwargs)
+        self.reports = rpc.get_client(rpc.CONDUCTOR_REPORTS_TOPIC, self.VERSION,
+                                      timeout=timeout, **kwargs)
 
     def _call(self, ctxt, method: str, **kwargs) -> Any:
         return self.client.prepare().call(ctxt or {}, method, **kwargs)
 
     def _cast(self, ctxt, method: str, **kwargs) -> None:
-        self.client.prepare().cast(ctxt or {}, method, **kwargs)
+        self.reports.prepare().cast(ctxt or {}, method, **kwargs)
 
     # -- for schedulers and operators -----------------------------------------
     def select_destinations(self, ctxt, instance: str, policy: Optional[dict] = None,

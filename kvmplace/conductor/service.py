@@ -42,29 +42,49 @@ def build(conf) -> conductor_manager.ConductorManager:
     return conductor_manager.ConductorManager(conf, db, agents, notifier)
 
 
+def servers_for(conf, manager: conductor_manager.ConductorManager,
+                ) -> list[messaging.MessageHandlingServer]:
+    """The operator server and the reports server, not started.
+
+    Two topics so that broker permissions can tell an agent's report from
+    an operator's request: the agents' casts on CONDUCTOR_REPORTS_TOPIC,
+    everything else on CONDUCTOR_TOPIC (doc/source/user/security.rst).
+    The Nova-facing endpoint (kvmplace.nova's filter and weigher) lives
+    in its own namespace on the operator topic.
+    """
+    nova = decisions.NovaDecisions(conf, manager.db,
+                                   hoststate.load_links(conf.conductor.topology_file))
+    reports = conductor_endpoint.ReportsEndpoint(manager)
+    operator_endpoints: list = [conductor_endpoint.ConductorEndpoint(manager),
+                                decisions.NovaEndpoint(nova)]
+    if conf.conductor.reports_on_operator_topic:
+        operator_endpoints.append(reports)
+    return [rpc.get_server(rpc.CONDUCTOR_TOPIC, conf.conductor.host, operator_endpoints,
+                           conf=conf),
+            rpc.get_server(rpc.CONDUCTOR_REPORTS_TOPIC, conf.conductor.host, [reports],
+                           conf=conf)]
+
+
 def run(conf) -> int:
     try:
         manager = build(conf)
     except KvmplaceError as exc:
         sys.stderr.write(f'kvmplace-conductor: error: {exc}\n')
         return 1
-    # The Nova-facing endpoint (kvmplace.nova's filter and weigher) lives
-    # in its own namespace on the same topic and server.
-    nova = decisions.NovaDecisions(conf, manager.db,
-                                   hoststate.load_links(conf.conductor.topology_file))
-    server = rpc.get_server(rpc.CONDUCTOR_TOPIC, conf.conductor.host,
-                            [conductor_endpoint.ConductorEndpoint(manager),
-                             decisions.NovaEndpoint(nova)])
-    server.start()
-    LOG.info('kvmplace-conductor %s serving on topic %s', conf.conductor.host,
-             rpc.CONDUCTOR_TOPIC)
+    servers = servers_for(conf, manager)
+    for server in servers:
+        server.start()
+    LOG.info('kvmplace-conductor %s serving on topics %s and %s', conf.conductor.host,
+             rpc.CONDUCTOR_TOPIC, rpc.CONDUCTOR_REPORTS_TOPIC)
     resumed = manager.recover()
     if resumed:
         LOG.info('resumed %d unfinished migrations', len(resumed))
     manager.start_leases()
     sig = service.wait_for_signal()
     LOG.info('stopping on signal %s', sig)
-    server.stop()
-    server.wait()
+    for server in servers:
+        server.stop()
+    for server in servers:
+        server.wait()
     manager.stop()
     return 0

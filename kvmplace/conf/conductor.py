@@ -85,6 +85,16 @@ OPTS = [
         'notifications', default=True,
         help='Emit oslo.messaging notifications (kvmplace.migration.start, '
              '.progress, .end, .error).'),
+    cfg.BoolOpt(
+        'reports_on_operator_topic', default=True,
+        help='Also accept the agents\' casts (report_state, '
+             'migration_progress, migration_finished) on the operator topic '
+             'kvmplace-conductor, as agents older than the topic '
+             'kvmplace-conductor-reports send them. Harmless to a host '
+             'account that may not publish on kvmplace-conductor (it cannot '
+             'reach either endpoint there); turn it off once every agent '
+             'sends on kvmplace-conductor-reports, so that only agents\' '
+             'accounts can report host states at all.'),
 ]
 
 DB_OPTS = [

@@ -1,7 +1,7 @@
 """Fixtures for functional tests: real RabbitMQ, real libvirtd, real QEMU.
 
 Each test module gets its own RabbitMQ virtual host, so casts to the shared
-topic ``kvmplace-conductor`` cannot be consumed by a conductor another test
+topic ``kvmplace-conductor-reports`` cannot be consumed by a conductor another test
 session runs on the same broker, and nothing stays behind. Guests run on the
 root namespace's libvirtd (``qemu:///system``) under unique names.
 Everything is skipped, with the reason, where a component is missing.
@@ -89,7 +89,8 @@ def client_conf(broker_url):
 
 
 class RecordingConductor:
-    """RPC endpoint on topic kvmplace-conductor that keeps every cast."""
+    """RPC endpoint on topic kvmplace-conductor-reports (where agents cast)
+    that keeps every cast."""
 
     target = messaging.Target(version='1.0')
 
@@ -119,7 +120,7 @@ class RecordingConductor:
 @pytest.fixture(scope='module')
 def conductor(client_conf):
     endpoint = RecordingConductor()
-    server = rpc.get_server(rpc.CONDUCTOR_TOPIC, 'test-conductor', [endpoint],
+    server = rpc.get_server(rpc.CONDUCTOR_REPORTS_TOPIC, 'test-conductor', [endpoint],
                             conf=client_conf)
     server.start()
     yield endpoint

@@ -114,7 +114,87 @@ def test_expected_errors_reach_the_caller_without_a_server_traceback(
     assert not any(r.exc_info for r in caplog.records if r.name.startswith('oslo_messaging'))
 
 
-def test_the_endpoint_lists_exactly_the_rpc_methods():
-    exposed = {n for n in vars(ep.ConductorEndpoint) if not n.startswith('_')} - {'target'}
-    assert exposed == set(ep.RPC_METHODS)
-    assert ep.ConductorEndpoint.target.version == '1.1'
+def test_the_endpoints_list_exactly_the_rpc_methods():
+    """The operator endpoint has no agent cast and the reports endpoint no
+    operator method: broker permissions per topic rely on that."""
+    def exposed(cls):
+        return {n for n in vars(cls) if not n.startswith('_')} - {'target'}
+    assert exposed(ep.ConductorEndpoint) == set(ep.OPERATOR_METHODS)
+    assert exposed(ep.ReportsEndpoint) == set(ep.REPORT_METHODS)
+    assert not set(ep.OPERATOR_METHODS) & set(ep.REPORT_METHODS)
+    assert set(ep.RPC_METHODS) == set(ep.OPERATOR_METHODS) | set(ep.REPORT_METHODS)
+    assert ep.ConductorEndpoint.target.version == ep.ReportsEndpoint.target.version == '1.1'
+
+
+@pytest.fixture
+def served(conf, db, cloud):
+    """The conductor's two RPC servers as kvmplace-conductor builds them
+    (service.servers_for), on a fake:// transport of their own."""
+    from kvmplace.conductor import service
+    mgr, agents = make(conf, db, cloud)
+    register_messaging_opts(conf)
+    conf.set_override('transport_url', 'fake:///')
+    conf.set_override('host', 'c1', group='conductor')
+
+    def start():
+        servers = service.servers_for(conf, mgr)
+        for server in servers:
+            server.start()
+        started.extend(servers)
+    started: list = []
+    yield mgr, agents, start
+    for server in started:
+        server.stop()
+        server.wait()
+    mgr.stop()
+    transport = rpc._TRANSPORTS.pop(id(conf), None)
+    if transport is not None:
+        transport.cleanup()
+
+
+def _client(conf, topic):
+    return messaging.get_rpc_client(rpc.get_transport(conf),
+                                    messaging.Target(topic=topic, version='1.1'), timeout=10)
+
+
+def _report_of(agents, name):
+    state = dict(agents.get_host_state({}, 'h1'))
+    state['name'] = name
+    return state
+
+
+def _known(mgr, name) -> bool:
+    try:
+        mgr.get_host({}, name)
+    except exception.NotFound:
+        return False
+    return True
+
+
+@pytest.mark.parametrize('legacy', [True, False])
+def test_reports_and_operator_requests_are_served_on_separate_topics(served, conf, legacy):
+    """The agents' casts go (through the rpcapi and the agent's notifier)
+    to kvmplace-conductor-reports, where no operator method is served;
+    the operator topic serves the agents' casts only when
+    [conductor] reports_on_operator_topic keeps older agents working."""
+    from kvmplace.agent import reporter
+    from kvmplace.conductor import rpcapi
+    from tests.functional.conftest import wait_for
+    mgr, agents, start = served
+    conf.set_override('reports_on_operator_topic', legacy, group='conductor')
+    start()
+    rpcapi.ConductorAPI(conf=conf, timeout=10).report_state({}, _report_of(agents, 'h7'))
+    assert reporter.ConductorNotifier(conf).report_state(_report_of(agents, 'h8'))
+    wait_for(lambda: _known(mgr, 'h7') and _known(mgr, 'h8'), 10, 'both reports stored')
+    reports = _client(conf, rpc.CONDUCTOR_REPORTS_TOPIC)
+    for method in ep.OPERATOR_METHODS:
+        refused(reports, method)
+    operator = _client(conf, rpc.CONDUCTOR_TOPIC)
+    assert operator.call({}, 'list_hosts')
+    if legacy:
+        operator.call({}, 'report_state', host_state=_report_of(agents, 'h9'))
+        assert _known(mgr, 'h9')
+    else:
+        for method in ep.REPORT_METHODS:
+            refused(operator, method)
+        assert not _known(mgr, 'h9')

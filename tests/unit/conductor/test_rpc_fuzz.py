@@ -284,16 +284,19 @@ def test_learned_path_requests(mgr, source, dest):
 
 def test_every_rpc_method_is_fuzzed():
     """A new RPC method must be added to the fuzz tests above; and the
-    endpoint the RPC server dispatches to has the RPC methods only."""
+    endpoints the RPC servers dispatch to have the RPC methods only."""
     from kvmplace.conductor import endpoint as ep
-    exposed = {n for n in dir(ep.ConductorEndpoint) if not n.startswith('_') and n != 'target' and
-               callable(getattr(ep.ConductorEndpoint, n))}
+
+    def exposed(cls):
+        return {n for n in dir(cls) if not n.startswith('_') and n != 'target' and
+                callable(getattr(cls, n))}
     fuzzed = {'report_state', 'migration_progress', 'migration_finished',
               'select_destinations', 'estimate', 'migrate', 'get_migration',
               'list_migrations', 'abort_migration', 'drain', 'rebalance', 'get_drain',
               'list_drains', 'list_hosts', 'get_host', 'set_maintenance',
               'list_path_rates', 'forget_path_rates'}
-    assert exposed == set(ep.RPC_METHODS) == fuzzed, sorted(exposed ^ fuzzed)
+    both = exposed(ep.ConductorEndpoint) | exposed(ep.ReportsEndpoint)
+    assert both == set(ep.RPC_METHODS) == fuzzed, sorted(both ^ fuzzed)
     assert all(callable(getattr(cm.ConductorManager, n)) for n in ep.RPC_METHODS)
 
 
