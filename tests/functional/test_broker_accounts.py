@@ -26,6 +26,8 @@ records. Shown:
 from __future__ import annotations
 
 import json
+import pathlib
+import shlex
 import subprocess
 import threading
 import uuid as uuid_mod
@@ -60,6 +62,22 @@ def operator_permissions() -> tuple[list[str], list[str]]:
     operator's CLI, nova-scheduler's filter): no amq.default."""
     return ([r'^(openstack|reply_.*)$', r'^openstack$', r'^reply_.*$'],
             [EXCHANGE, r'^kvmplace-conductor$', r'^$'])
+
+
+def _documented(account: str) -> tuple[list[str], list[str]]:
+    """The permissions security.rst's rabbitmqctl lines give ``account``."""
+    text = (pathlib.Path(__file__).parents[2] / 'doc/source/user/security.rst').read_text()
+    found: dict[str, list[str]] = {}
+    for line in text.replace('\\\n', ' ').splitlines():
+        words = shlex.split(line) if line.strip().startswith('rabbitmqctl set_') else []
+        if len(words) > 5 and words[4] == account:
+            found[words[1]] = words[5:]
+    return found.get('set_permissions', []), found.get('set_topic_permissions', [])
+
+
+def test_the_tested_permissions_are_the_documented_ones():
+    assert _documented('cn-b') == host_permissions('cn-b')
+    assert _documented('operator') == operator_permissions()
 
 
 def _ctl(*argv):
