@@ -17,8 +17,13 @@ from kvmplace.status import DrainStatus, MigrationStatus
 
 PLAN_COLUMNS = ['instance', 'source', 'dest', 'start_seconds', 'predicted_seconds',
                 'bandwidth_mibps', 'bottleneck', 'predicted_downtime_ms']
-RECORD_COLUMNS = ['id', 'instance', 'source', 'dest', 'status', 'elapsed_seconds',
-                  'predicted_seconds', 'error']
+#: A drain's migrations: predicted_seconds is the drain plan's time for the
+#: record (concurrency and fixed costs included; a migration the plan did
+#: not list shows its own solo estimate), measured_seconds the record's
+#: creation to its end - the two prediction_check compares - and
+#: copy_seconds libvirt's job alone.
+RECORD_COLUMNS = ['id', 'instance', 'source', 'dest', 'status', 'predicted_seconds',
+                  'measured_seconds', 'copy_seconds', 'error']
 #: A drain or rebalance record (not a plan) in one of these ended badly
 #: (blocked: guests a live migration cannot move are still defined there).
 FAILED = (DrainStatus.FAILED, DrainStatus.BLOCKED)
@@ -46,15 +51,21 @@ def plan_rows(data: dict) -> tuple[list[str], list[list]]:
 
 
 def record_rows(data: dict) -> tuple[list[str], list[list]]:
+    planned = {m['instance']: m for m in
+               ((data.get('plan') or {}).get('initial') or {}).get('migrations') or []}
     rows = []
     for m in data.get('migrations') or []:
         res = m.get('result') or {}
-        est = m.get('estimate') or {}
+        predicted = (planned.get(m['instance']) or {}).get('predicted_seconds')
+        if predicted is None:
+            predicted = (m.get('estimate') or {}).get('total_seconds')
+        measured = _seconds_between(m.get('created_at'), m.get('finished_at'))
+        copy = res.get('elapsed_seconds')
         rows.append([render.Cell(m['id'], render.safe(m['id'][:8])), m['instance'],
                      m.get('source') or '', m.get('dest') or '', m['status'],
-                     render.seconds_cell(res.get('elapsed_seconds'))
-                     if res.get('elapsed_seconds') is not None else None,
-                     render.seconds_cell(est.get('total_seconds')) if est else None,
+                     None if predicted is None else render.seconds_cell(predicted),
+                     None if measured is None else render.seconds_cell(round(measured, 3)),
+                     None if copy is None else render.seconds_cell(copy),
                      render.Cell(m.get('error'), render.safe((m.get('error') or '')[:60]))])
     return RECORD_COLUMNS, rows
 

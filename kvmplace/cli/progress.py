@@ -99,7 +99,13 @@ def follow_drain(app, api, drain_id: str, show: bool) -> dict:
                 # conductor and this client read the same clock in a lab,
                 # NTP's in a cloud.
                 end = max(0.0, float(plan['predicted_end_at']) - time.time())
-            bar.update(overall, info=f"{done} moved, {len(plan.get('running') or [])} running"
+            # Counted from the records (the plan's own list is only as fresh
+            # as its last re-plan, so it still said "2 running" at the end).
+            running = sum(1 for m in migs
+                          if m['status'] not in FINAL and m['status'] != MigrationStatus.QUEUED)
+            planned = len((plan.get('initial') or {}).get('migrations') or []) or len(migs)
+            bar.update(overall, total=max(planned, len(migs), 1), completed=done,
+                       info=f"{done} moved, {running} running"
                        + (f", overall ETA {render.fmt_seconds(end)}" if end is not None else '')
                        + f", {time.monotonic() - start:.0f} s elapsed")
             if rec['status'] != DrainStatus.RUNNING:

@@ -193,7 +193,7 @@ def _drain_record(predicted: list[float], measured: list[float], learned: int) -
     for i, (p, m) in enumerate(zip(predicted, measured)):
         plan.append({'instance': f'vm{i}', 'dest': 'd', 'start_seconds': 0.0,
                      'predicted_seconds': p})
-        migrations.append({'instance': f'vm{i}', 'status': 'completed',
+        migrations.append({'id': f'm{i}', 'instance': f'vm{i}', 'status': 'completed',
                            'created_at': _iso(0.0), 'finished_at': _iso(m),
                            'estimate': {'total_seconds': p / 2},
                            'result': {'elapsed_seconds': m - 1.0}})
@@ -217,6 +217,27 @@ def test_a_finished_drain_says_whether_its_plan_held():
     assert not later['agree'] and 'solo pace' in later['why']
     running = dict(_drain_record([5.0], [5.0], 1), status='running')
     assert cli_plan.prediction_check(running) is None
+
+
+def test_the_drain_table_shows_the_figures_the_check_compares():
+    """The demo's table once showed each record's solo estimate (2.3 s)
+    beside libvirt's job time, while the note under it compared the drain
+    plan's 4.9 s with the record's 5.7 s (issue 17): one table, one
+    meaning - the plan's prediction and the record's measured time."""
+    from kvmplace.cli import plan as cli_plan
+    record = _drain_record([10.0, 8.0], [10.5, 7.6], 5)
+    columns, rows = cli_plan.record_rows(record)
+    check = cli_plan.prediction_check(record)
+    for row, move in zip(rows, check['migrations']):
+        cells = {k: getattr(v, 'machine_readable', lambda v=v: v)() for k, v in zip(columns, row)}
+        assert cells['predicted_seconds'] == move['predicted_seconds']
+        assert cells['measured_seconds'] == pytest.approx(move['measured_seconds'])
+        assert cells['copy_seconds'] == move['job_seconds']
+    # A migration the plan did not list (a retry, a rebalance) shows its
+    # own estimate.
+    del record['plan']
+    _, rows = cli_plan.record_rows(record)
+    assert dict(zip(columns, rows[0]))['predicted_seconds'].machine_readable() == 5.0
 
 
 def test_the_drains_pace_is_learned_from_lone_migrations_and_slows_the_plan(sched):
