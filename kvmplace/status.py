@@ -73,6 +73,11 @@ class JobOutcome(enum.StrEnum):
     FAILED = 'failed'
     ABORTED = 'aborted'
     TIMED_OUT = 'timed-out'
+    #: Nothing started: the destination was refused when the migration was
+    #: asked for (Nova's conductor or scheduler said no to the host, its
+    #: migration record ended 'error'). The workflow tries the next-ranked
+    #: host, as for a check_destination refusal.
+    REFUSED = 'refused'
 
 
 class StepStatus(enum.StrEnum):

@@ -40,6 +40,7 @@ from kvmplace.conductor.db import facts as facts_db
 from kvmplace.exception import InvalidInput, KvmplaceError
 from kvmplace.nova import conf as nova_conf
 from kvmplace.scheduler import manager as sched
+from kvmplace.status import MigrationStatus
 
 LOG = logging.getLogger(__name__)
 
@@ -178,9 +179,12 @@ class NovaDecisions:
                 inventory, objects.MigrationRequest(instance=instance.name), topology, now)
             result = scheduler.select_with_spec(spec, known)
         answer, record = _answer(result, unknown)
+        best = result['ranked'][0]['host'] if result['ranked'] else None
+        planned = self._planned_move(req['instance_uuid'], names)
+        if planned is not None:
+            best = _pass_planned(answer, record, planned)
         decision_id = str(uuidlib.uuid4())
         elapsed_ms = (time.monotonic() - started) * 1000.0
-        best = result['ranked'][0]['host'] if result['ranked'] else None
         passed = sum(1 for a in answer.values() if a[0])
         self._recorder.submit(
             self._record, id=decision_id, instance_uuid=req['instance_uuid'],
@@ -194,6 +198,23 @@ class NovaDecisions:
                  '%d unknown, best %s (%.1f ms)', decision_id[:8], req['instance_uuid'],
                  req['operation'], source, len(names), passed, len(unknown), best, elapsed_ms)
         return {'decision_id': decision_id, 'hosts': answer}
+
+    def _planned_move(self, instance_uuid: str, names: list[str]) -> Optional[dict]:
+        """kvmplace's own migration of this guest that Nova is scheduling
+        now, if any: with ``[conductor] driver = nova`` the conductor asks
+        Nova to live-migrate to the host it chose, and Nova's scheduler then
+        asks this filter about that host. The record is 'migrating' by then
+        and names the host (kvmplace.conductor.workflow)."""
+        try:
+            running = self.db.list_migrations(status=MigrationStatus.MIGRATING, limit=100000)
+        except db_api.DatabaseError as exc:
+            LOG.warning('decision for %s: kvmplace migrations not read: %s', instance_uuid, exc)
+            return None
+        for mig in running:
+            if mig.get('instance_uuid') == instance_uuid and mig.get('dest') in names:
+                return {'migration_id': mig['id'], 'host': mig['dest'],
+                        'drain_id': mig.get('drain_id')}
+        return None
 
     def _record(self, **fields) -> None:
         try:
@@ -314,6 +335,27 @@ def _answer(result: dict, unknown: dict[str, str]) -> tuple[dict, dict]:
         'unknown': [{'host': n, 'reason': why} for n, why in unknown.items()],
     }
     return answer, record
+
+
+def _pass_planned(answer: dict, record: dict, planned: dict) -> str:
+    """A host kvmplace itself chose for this guest passes, weighted
+    first: its plan already ran kvmplace's filters (with the drain's view of
+    links and running migrations, which one Nova request does not have), so
+    a second verdict here could only contradict kvmplace's own decision -
+    Nova's scheduler would answer NoValidHost to kvmplace. The decision
+    records the migration and, if the filters would have refused the host
+    now, what they said. Returns the host."""
+    host = planned['host']
+    verdict = answer.get(host)
+    if verdict is not None and not verdict[0]:
+        record['overridden'] = {'host': host, 'filter': verdict[2], 'reason': verdict[3]}
+        LOG.info('kvmplace migration %s planned %s for this guest: passed although '
+                 'filter %s says: %s', planned['migration_id'][:8], host, verdict[2],
+                 verdict[3])
+    top = max((a[1] for a in answer.values() if a[0]), default=0.0)
+    answer[host] = [True, max(top, verdict[1] if verdict else 0.0), None, None]
+    record['planned'] = planned
+    return host
 
 
 _expected = messaging.expected_exceptions(KvmplaceError)

@@ -297,8 +297,13 @@ class MigrationWorkflow:
         guest = self.parts.locator.guest_state(instance.host, instance.name) or \
             instance.to_dict()
         chosen = None
-        attempts = []
-        for cand in ranking['ranked'][:self.conf.conductor.max_attempts]:
+        # Hosts refused in an earlier round (Nova refused the migration
+        # itself: _next_host) are not asked again; every round counts
+        # against max_attempts.
+        attempts = list(rec.get('attempts') or [])
+        refused = {a['host'] for a in attempts if not a.get('ok')}
+        left = max(0, self.conf.conductor.max_attempts - len(attempts))
+        for cand in [c for c in ranking['ranked'] if c['host'] not in refused][:left]:
             self.check_abort()
             self.set(status=MS.PRECHECKING, dest=cand['host'])
             answer = self.step('check_destination', cand['host'], lambda c=cand: _safe_call(
@@ -391,6 +396,11 @@ class MigrationWorkflow:
     def _wait_and_finish(self, sid: int, waiter: Waiter, resumed: bool = False) -> None:
         result = self._wait(waiter, resumed)
         status = result.get('status')
+        if status == JobOutcome.REFUSED:
+            self.db.finish_step(sid, StepStatus.REFUSED, message=result.get('error'),
+                                data=result)
+            self._next_host(result)
+            return
         self.set(result=result)
         if status == JobOutcome.COMPLETED:
             self.db.finish_step(sid, StepStatus.OK, data=result)
@@ -402,6 +412,28 @@ class MigrationWorkflow:
         reason = 'aborted by request' if rec['abort_requested'] else \
             f"migration {status}: {result.get('error') or 'no reason given'}"
         self._rollback(rec, reason)
+
+    def _next_host(self, result: dict) -> None:
+        """The destination was refused when the migration was asked for
+        (the Nova driver: Nova's conductor or scheduler said no to the host;
+        nothing was copied, the guest runs on its source): record the
+        refused attempt and why, undo the pinning, give the admission slot
+        back and go on with the next-ranked host, as after a
+        check_destination refusal."""
+        rec = self._still_mine()
+        attempts = list(rec.get('attempts') or [])
+        for attempt in attempts:
+            if attempt['host'] == rec['dest'] and attempt.get('ok'):
+                attempt.update(ok=False, reason=result.get('error') or 'refused',
+                               step='migrate')
+        LOG.warning('migration %s: %s; trying the next-ranked host', self.mid[:8],
+                    result.get('error'))
+        self._undo_pin(rec)
+        self.parts.admission.release(self.mid)
+        self.parts.waiters.forget(self.mid)     # its result was this refusal
+        self.set(status=MS.PRECHECKING, attempts=attempts, pin=None, result=None,
+                 progress=None)
+        self._from_start()
 
     def _wait(self, waiter: Waiter, resumed: bool = False) -> dict:
         """Wait for the agent's result; poll the agent when it goes quiet.

@@ -74,10 +74,14 @@ class HttpFront(fx.Fixture):
         import eventlet.wsgi
         self._sock = eventlet.listen(('127.0.0.1', self.port or 0))
         self.port = self._sock.getsockname()[1]
+        # No keep-alive: a pooled connection would outlive stop() and keep
+        # serving, so "unreachable" would not be.
         self._green = eventlet.spawn(eventlet.wsgi.server, self._sock, self._app,
-                                     log_output=False)
+                                     log_output=False, keepalive=False)
 
     def stop(self) -> None:
+        """Close the port (connection refused) until :meth:`start`, which
+        opens the same port again."""
         if self._green is not None:
             self._green.kill()
             self._sock.close()

@@ -28,8 +28,13 @@ class DriverTestBase(Base):
 
     def setUp(self):
         super().setUp()
+        self.before_kvmplace()
         self.kvm = self.useFixture(dfx.DriverHarness(self, self.EXTRA))
         self.conductor = self.kvm.conductor
+
+    def before_kvmplace(self) -> None:
+        """Nova is up, the kvmplace conductor not yet: servers made here
+        are in the conductor's first inventory."""
 
     # -- helpers --------------------------------------------------------------
     def host_of(self, server) -> str:

@@ -39,6 +39,7 @@ from kvmplace.conductor.drivers import novaapi
 from kvmplace.conductor.drivers import novainventory as ninv
 from kvmplace.conductor.drivers import novaprogress as nprog
 from kvmplace.exception import KvmplaceError, NotFound
+from kvmplace.status import JobOutcome
 
 LOG = logging.getLogger(__name__)
 
@@ -480,9 +481,14 @@ class NovaDriver:
                       'vcpus': int((server.get('flavor') or {}).get('vcpus') or 0)}}
         if tracker.last is not None:
             result['data_mib'] = round(tracker.last[1], 2)
+        refused = self._refused(job.uuid) if outcome == 'failed' and \
+            status in nprog.NOVA_REFUSED and where == job.source else None
         if outcome == 'completed' and where != job.dest:
             result.update(status='failed', error=f'Nova says completed but the server '
                           f'is on {where}, not {job.dest}')
+        elif refused is not None:
+            result.update(status=JobOutcome.REFUSED,
+                          error=f'Nova refused {job.dest}: {refused}')
         elif outcome != 'completed':
             if job.stop_reason:
                 result.update(status='timed-out', error=job.stop_reason)
@@ -491,6 +497,35 @@ class NovaDriver:
                     self._why(job.uuid)
         self._finish(job, result)
         return True
+
+    def _refused(self, uuid: str) -> Optional[str]:
+        """Why Nova's conductor refused the live migration, if it did.
+
+        Nova's record ends 'error' both when its conductor refuses (the
+        scheduler's NoValidHost for the named host, a failed pre-check:
+        nothing was copied) and when nova-compute rolls a failed copy back.
+        The server's last live-migration action tells them apart: its
+        ``conductor_live_migrate_instance`` event ends 'Error' only in the
+        first case, and its details carry the reason (microversion 2.84).
+        """
+        try:
+            actions = ninv.plain_list(self.compute.get(
+                f'/servers/{uuid}/os-instance-actions'), 'instanceActions')
+            action = next((a for a in actions if a.get('action') == 'live-migration'), None)
+            if action is None or not action.get('request_id'):
+                return None
+            detail = self.compute.get(
+                f"/servers/{uuid}/os-instance-actions/{action['request_id']}") or {}
+        except novaapi.NovaError as exc:
+            LOG.warning('server %s: cannot tell why Nova failed its migration: %s', uuid, exc)
+            return None
+        for event in (detail.get('instanceAction') or {}).get('events') or []:
+            if event.get('event') == nprog.NOVA_CONDUCTOR_EVENT and \
+                    event.get('result') == 'Error':
+                text = str(event.get('details') or action.get('message') or
+                           "Nova's conductor refused the host").strip()
+                return text.splitlines()[0] if text else "Nova's conductor refused the host"
+        return None
 
     def _why(self, uuid: str) -> str:
         """The message of the server's last live-migration action, if any."""

@@ -38,6 +38,11 @@ NOVA_FINISHING = ('post-migrating', 'cancelling')
 NOVA_COMPLETED = ('completed', 'done', 'confirmed', 'finished')
 NOVA_CANCELLED = ('cancelled',)
 NOVA_FAILED = ('error', 'failed')
+#: The final status of a live migration Nova's conductor refused (or
+#: nova-compute rolled back): see NovaDriver._refused.
+NOVA_REFUSED = ('error',)
+#: The instance action event of Nova's conductor for a live migration.
+NOVA_CONDUCTOR_EVENT = 'conductor_live_migrate_instance'
 
 
 def _seconds(stamp: Any) -> Optional[float]:

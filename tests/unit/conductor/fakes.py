@@ -35,7 +35,7 @@ class FakeAgents:
 
     def __init__(self, cloud: FakeCloud, conductor=None, migrate_seconds: float = 0.3,
                  refuse: tuple = (), fail_migration: bool = False, hang: bool = False,
-                 dead_hosts: tuple = ()):
+                 dead_hosts: tuple = (), refuse_migrate: tuple = ()):
         self.cloud = cloud
         self.conductor = conductor
         self.migrate_seconds = migrate_seconds
@@ -43,6 +43,9 @@ class FakeAgents:
         self.fail_migration = fail_migration
         self.hang = hang
         self.dead = set(dead_hosts)
+        #: destinations whose migrate ends 'refused' at once, nothing copied
+        #: (the Nova driver when Nova's scheduler refuses the host)
+        self.refuse_migrate = set(refuse_migrate)
         self.calls: list[tuple] = []
         #: the conductor's clock (tests.unit.conductor.test_workflow.make sets it)
         self.clock: Clock = Clock()
@@ -90,6 +93,9 @@ class FakeAgents:
 
         def run():
             start = time.monotonic()
+            if dest_host in self.refuse_migrate:
+                return self._finish(migration_id, instance, 'refused',
+                                    f'Nova refused {dest_host}: refused by test')
             steps = 5
             for i in range(steps):
                 if stop.wait(self.migrate_seconds / steps):

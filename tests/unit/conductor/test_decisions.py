@@ -85,6 +85,29 @@ def test_dirty_rate_above_the_path_does_not_converge(nova):
     assert hosts['h3'][0]
 
 
+def test_kvmplaces_own_migration_passes_its_host(nova):
+    # With [conductor] driver = nova, kvmplace asks Nova to live-migrate to
+    # the host it chose and Nova's scheduler asks this filter about it: the
+    # planned host passes, even where the filters say no now (h4 degraded
+    # since the plan), and the decision says which migration planned it.
+    d, db, _ = nova
+    rec = db.create_migration('vm', 'h1', None, {}, instance_uuid=UUID)
+    db.update_migration(rec['id'], status='migrating', dest='h4')
+    answer = d.decide(request(candidates=['h4']))
+    assert answer['hosts']['h4'][0] is True and answer['hosts']['h4'][2] is None
+    shown = d.get_decision(answer['decision_id'])
+    assert shown['best'] == 'h4'
+    assert shown['result']['planned'] == {'migration_id': rec['id'], 'host': 'h4',
+                                          'drain_id': None}
+    assert shown['result']['overridden']['filter'] == 'numa_health'
+    # Another guest's request is judged as ever.
+    other = d.decide(request(instance_uuid=str(uuidlib.uuid4()), candidates=['h4']))
+    assert other['hosts']['h4'][:3] == [False, 0.0, 'numa_health']
+    # Once the migration has ended, its host is judged as ever too.
+    db.update_migration(rec['id'], status='completed')
+    assert d.decide(request(candidates=['h4']))['hosts']['h4'][0] is False
+
+
 def test_stale_facts_are_unknown_not_healthy(nova):
     d, db, clock = nova
     clock.now += 700                                   # every import is now too old

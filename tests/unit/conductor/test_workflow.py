@@ -100,6 +100,33 @@ def test_refused_precheck_moves_to_next_host(conf, db, cloud):
     assert refused[0]['status'] == 'refused' and 'refused by test' in refused[0]['message']
 
 
+def test_destination_refused_when_migrating_moves_to_next_host(conf, db, cloud):
+    # The Nova driver's case: check_destination passed, but Nova's
+    # scheduler refused the host when asked to migrate (nothing copied).
+    mgr, agents = make(conf, db, cloud, refuse_migrate=('h2',))
+    final = wait_final(mgr, mgr.migrate({}, 'vm1')['id'])
+    assert final['status'] == 'completed', final['error']
+    assert final['dest'] == 'h3'
+    assert cloud.guests['vm1']['host'] == 'h3'
+    assert [(a['host'], a['ok']) for a in final['attempts']] == [('h2', False), ('h3', True)]
+    assert final['attempts'][0]['reason'] == 'Nova refused h2: refused by test'
+    assert final['attempts'][0]['step'] == 'migrate'
+    migrates = [s['status'] for s in final['steps'] if s['name'] == 'migrate']
+    assert migrates == ['refused', 'ok']
+    # The source pinning was put back before the next host was tried.
+    names = [m for m, _ in agents.calls]
+    assert names.index('restore_pin') < len(names) - 1 - names[::-1].index('pre_pin')
+
+
+def test_refused_when_migrating_everywhere_fails_with_reasons(conf, db, cloud):
+    mgr, _ = make(conf, db, cloud, refuse_migrate=('h2', 'h3'))
+    final = wait_final(mgr, mgr.migrate({}, 'vm1')['id'])
+    assert final['status'] == 'failed'
+    assert 'h2: Nova refused h2' in final['error'] and 'h3: Nova refused h3' in final['error']
+    assert cloud.guests['vm1']['host'] == 'h1'
+    assert cloud.pins['vm1'] == '0-1'
+
+
 def test_every_host_refusing_fails_with_reasons(conf, db, cloud):
     mgr, _ = make(conf, db, cloud, refuse=('h2', 'h3'))
     final = wait_final(mgr, mgr.migrate({}, 'vm1')['id'])
