@@ -33,6 +33,11 @@ _REFUSED_CATEGORIES = frozenset({'Cc', 'Cf', 'Zl', 'Zp'})
 
 def control_character(text: str) -> str | None:
     """The first character of ``text`` a name must not hold, as ``U+XXXX``."""
+    # Every refused category is also one str.isprintable() refuses (which
+    # adds only Zs, Cs, Co, Cn): a printable text holds none of them, and
+    # is told so in C, without a category lookup per character.
+    if text.isprintable():
+        return None
     for char in text:
         if unicodedata.category(char) in _REFUSED_CATEGORIES:
             return f'U+{ord(char):04X}'

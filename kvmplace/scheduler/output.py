@@ -35,7 +35,13 @@ def _plain(value: Any, default: Optional[Callable[[Any], Any]]) -> Any:
 
 
 def _encode(value: Any, default: Optional[Callable[[Any], Any]]) -> str:
-    return json.dumps(_plain(value, default), allow_nan=False)
+    try:
+        # The C encoder makes what _plain then dumps would, in one pass, for
+        # every value without a non-finite float (ValueError), which is all
+        # but unreachable hosts: only those take the copy that nulls them.
+        return json.dumps(value, allow_nan=False, default=default)
+    except ValueError:
+        return json.dumps(_plain(value, default), allow_nan=False)
 
 
 def write_json(data: Any, out: TextIO, default: Optional[Callable[[Any], Any]] = None) -> None:
