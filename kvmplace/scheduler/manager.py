@@ -194,9 +194,9 @@ class SchedulerManager:
                                            columns.round_all(norm, 4)):
                 host_weighers[name] = {'raw': r, 'normalized': x, 'multiplier': mult}
         weights = columns.round_all(totals, 6)
-        estimates = cols.estimates
+        estimates = objects.estimate_dicts(cols.estimates)
         return [{'host': names[i], 'weight': weights[i], 'weighers': explained[i],
-                 'estimate': estimates[i].to_dict()}
+                 'estimate': estimates[i]}
                 for i in columns.rank(totals, names)]
 
     def estimate(self, inventory: objects.Inventory, instance_name: str, dest_name: str,

@@ -78,40 +78,57 @@ class RequestModel:
                   learned: list[Optional[float]]) -> list[estimator.Rates]:
         """:meth:`rates` of each (dest_health, path_mbps, learned_mibps).
 
-        Long columns take :func:`estimator.dest_term` as numpy operations
-        (the same comparisons and products, so the same doubles).
+        Long columns take :func:`estimator.link_term` once per distinct
+        (path rate, learned rate) and :func:`estimator.dest_term` as numpy
+        operations (the same comparisons and products, so the same doubles).
         """
-        if len(healths) < batch.MIN_BATCH:
+        n = len(healths)
+        if n < batch.MIN_BATCH:
             return [self.rates(h, p, m) for h, p, m in zip(healths, paths, learned)]
-        terms = [self._link_terms(p, m) for p, m in zip(paths, learned)]
+        path = np.array(paths, dtype=np.float64)
+        nothing_learned = all(m is None for m in learned)
+        if nothing_learned and path.min() > 0:
+            # The usual case (no learned rates, every path positive, no
+            # NaN): distinct paths by numpy, without a key per host.
+            distinct, inverse = np.unique(path, return_inverse=True)
+            keys: list[tuple[float, Optional[float]]] = [(p, None) for p in distinct.tolist()]
+        else:
+            number: dict[tuple[float, Optional[float]], int] = {}
+            inverse = np.array([number.setdefault(key, len(number))
+                                for key in zip(paths, learned)], dtype=np.intp)
+            keys = list(number)
+        terms = [self._link_terms(p, m) for p, m in keys]
         health = np.array(healths, dtype=np.float64)
-        mibps, labels = self._dest_terms(health, [fast for fast, _ in terms])
+        mibps, labels = self._dest_terms(health, [fast for fast, _ in terms], inverse)
         slow: list[Optional[float]]
         if self._slow_health is not None:    # then every term has its slow half
-            slow_mibps, _ = self._dest_terms(health, [cast(_Term, s) for _, s in terms])
+            slow_mibps, _ = self._dest_terms(health, [cast(_Term, s) for _, s in terms],
+                                             inverse)
             slow = list(slow_mibps)
         else:
-            slow = [None] * len(healths)
-        return list(zip(mibps, labels, slow, [bool(m) for m in learned]))
+            slow = [None] * n
+        flags = [False] * n if nothing_learned else [bool(m) for m in learned]
+        return list(zip(mibps, labels, slow, flags))
 
-    def _dest_terms(self, health: np.ndarray, terms: list[_Term]
+    def _dest_terms(self, health: np.ndarray, terms: list[_Term], inverse: np.ndarray
                     ) -> tuple[list[float], list[str]]:
-        """estimator.dest_term over a column of hosts."""
-        best = np.array([t[0] for t in terms], dtype=np.float64)
-        stream = np.array([t[2] for t in terms], dtype=np.float64)
+        """estimator.dest_term over a column of hosts, host i taking the
+        link term ``terms[inverse[i]]``."""
+        best = np.array([t[0] for t in terms], dtype=np.float64)[inverse]
+        stream = np.array([t[2] for t in terms], dtype=np.float64)[inverse]
+        labels = np.array([t[1] for t in terms], dtype=object)[inverse]
         with np.errstate(all='ignore'):
             dest = health * stream
             by_dest = dest < best
             best = np.where(by_dest, dest, best)
+            labels[by_dest] = 'dest-numa'
             cap = self.params.bandwidth_cap_mibps
-            by_cap = np.zeros(len(terms), dtype=bool)
             if cap:
                 by_cap = cap < best
                 best = np.where(by_cap, cap, best)
+                labels[by_cap] = 'cap'
             best = np.where(0.0 > best, 0.0, best)
-        labels = ['cap' if c else ('dest-numa' if d else t[1])
-                  for c, d, t in zip(by_cap.tolist(), by_dest.tolist(), terms)]
-        return best.tolist(), labels
+        return best.tolist(), labels.tolist()
 
     def estimate(self, rates: estimator.Rates) -> objects.Estimate:
         """What :func:`estimator.estimate_at` returns, one per distinct rates."""

@@ -150,3 +150,18 @@ def test_best_node_health_column_is_the_per_host_form(hosts, need):
         for i, (h, free) in enumerate(nodes)]) for j, nodes in enumerate(hosts)]
     column = best_node_healths(built, need)
     assert column.tolist() == [host.best_node_health(need) for host in built]
+
+
+def test_estimate_dicts_are_to_dict_and_each_a_fresh_dict():
+    pinned = objects.Estimate(1.0, 'link', 1, 2.0, 3.0, 4.0, True,
+                              pre_pin={'node': 1, 'cpus': '0-3'},
+                              without_pre_pin={'bandwidth_mibps': 0.5, 'total_seconds': 6.0})
+    plain = objects.Estimate(2.0, 'stream', 2, 3.0, 4.0, 5.0, False)
+    estimates = [pinned, plain, pinned, plain, pinned]
+    dicts = objects.estimate_dicts(estimates)
+    assert dicts == [e.to_dict() for e in estimates]
+    assert len({id(d) for d in dicts}) == len(dicts)
+    assert len({id(d['pre_pin']) for d in dicts if d['pre_pin']}) == 3
+    assert len({id(d['without_pre_pin']) for d in dicts if d['without_pre_pin']}) == 3
+    dicts[0]['pre_pin']['node'] = 7
+    assert dicts[2]['pre_pin']['node'] == 1 and pinned.pre_pin == {'node': 1, 'cpus': '0-3'}

@@ -75,3 +75,27 @@ def test_rates_all_is_rates(dests, emulator_node, cap, p):
     healths, paths, learned = (list(column) for column in zip(*dests))
     expected = [estimator.rates(source, h, path, p, learned_mibps=m) for h, path, m in dests]
     assert repr(model.rates_all(healths, paths, learned)) == repr(expected)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.floats(min_value=0.0, max_value=1.0) | st.sampled_from([1.0, 0.0]),
+                          st.sampled_from([1000.0, 10000.0, 25000.0, 40000.0, 1e-300])
+                          | st.floats(min_value=1.0, max_value=1e6)),
+                min_size=batch.MIN_BATCH, max_size=3 * batch.MIN_BATCH),
+       st.sampled_from([None, 0, 1]), st.sampled_from([0.0, 80.0, 250.0]), params())
+def test_rates_all_without_learned_rates_is_rates(dests, emulator_node, cap, p):
+    """The usual column (nothing learned, every path positive) takes the
+    distinct paths from numpy; still estimator.rates, host by host."""
+    from dataclasses import replace
+    from kvmplace.scheduler.model import RequestModel
+    p = replace(p, bandwidth_cap_mibps=cap)
+    instance = objects.Instance(name='vm', host='src', memory_mib=8192,
+                                emulator_node=emulator_node)
+    source_host = objects.Host(name='src', numa=[
+        objects.NumaNode(id=0, cpus='0-3', bandwidth_mibps=9000.0, baseline_mibps=27000.0),
+        objects.NumaNode(id=1, cpus='4-7', bandwidth_mibps=26000.0, baseline_mibps=27000.0)])
+    source = estimator.source_nodes(instance, source_host)
+    model = RequestModel(instance, source, p)
+    healths, paths = (list(column) for column in zip(*dests))
+    expected = [estimator.rates(source, h, path, p) for h, path in dests]
+    assert repr(model.rates_all(healths, paths, [None] * len(dests))) == repr(expected)
