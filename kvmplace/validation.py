@@ -138,7 +138,10 @@ def policy(field: str, value: Any) -> dict[str, Any]:
     for key, val in value.items():
         spec: Optional[PolicyKey] = POLICY_SCHEMA.get(key) if isinstance(key, str) else None
         if spec is None:
-            shown = key if isinstance(key, str) and len(key) < 64 else '<key>'
+            # A plain key as it is; anything else (a newline, a control
+            # character, a long key) as its bounded repr: one line always.
+            shown = key if isinstance(key, str) and len(key) < 64 and key.isprintable() \
+                and key.strip() == key and key else show(key)
             raise InvalidInput(f'{field}.{shown}', 'unknown policy key; known: ' +
                                ', '.join(sorted(POLICY_SCHEMA)))
         if val is not None:

@@ -69,3 +69,16 @@ def test_one_policy_schema_with_inclusive_bounds():
     assert conductor_v.policy_dict({'timeout_action': 'post-copy',
                                     'non_shared_disk_mode': 'incremental'}) == \
         {'timeout_action': 'post-copy', 'non_shared_disk_mode': 'incremental'}
+
+
+@pytest.mark.parametrize('key', ['\n', 'a\rb', ' lead', '\x1b[2J', 'k' * 500, ''])
+def test_an_unknown_policy_key_is_named_on_one_line(key):
+    """An unknown key is shown as its bounded repr when it is not plain
+    text: a newline in a key once made the error two lines (found by
+    tests/unit/conductor/test_rpc_fuzz.py)."""
+    with pytest.raises(InvalidInput) as err:
+        shared.policy('policy', {key: 1})
+    text = str(err.value)
+    assert '\n' not in text and '\r' not in text and text.isprintable()
+    assert text.startswith('policy.') and 'unknown policy key' in text
+    assert len(err.value.field) < 80
