@@ -323,6 +323,8 @@ class _Quick:
         return found
 
     def text(self, value: Any) -> bool:
+        if type(value) is not str:      # a list would not even hash
+            return False
         if value in self.texts:
             return True
         if not _plain_text(value) or len(self.texts) >= _CPU_MEMO_ENTRIES:
