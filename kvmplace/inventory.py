@@ -22,7 +22,7 @@ import math
 import os
 from typing import Any, Optional
 
-from kvmplace import names, objects
+from kvmplace import gcpause, names, objects
 from kvmplace.exception import InvalidInput
 
 _HOST_FIELDS = {'name', 'enabled', 'maintenance', 'link_mbps', 'vcpus',
@@ -640,4 +640,5 @@ def load(path: str) -> objects.Inventory:
         raise InvalidInput('--inventory', f'{path} is not UTF-8 text') from None
     if len(text) > 64 * 1024 * 1024:
         raise InvalidInput('--inventory', f'{path} is larger than 64 MiB')
-    return from_dict(parse_text(text, os.path.basename(path)))
+    with gcpause.paused():
+        return from_dict(parse_text(text, os.path.basename(path)))

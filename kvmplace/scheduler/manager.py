@@ -16,6 +16,7 @@ import numpy as np
 from stevedore import named
 
 from kvmplace import estimator
+from kvmplace import gcpause
 from kvmplace import objects
 from kvmplace import topology as topo
 from kvmplace.exception import ConfigError, InvalidInput, NotFound
@@ -133,6 +134,10 @@ class SchedulerManager:
                                      else inventory.hosts.values())
 
     def select_with_spec(self, spec: RequestSpec, hosts: Iterable[objects.Host]) -> dict:
+        with gcpause.paused():      # a cluster-sized answer, no cycles in it
+            return self._select(spec, hosts)
+
+    def _select(self, spec: RequestSpec, hosts: Iterable[objects.Host]) -> dict:
         request = spec.request
         candidates = list(hosts)
         rejected: list[dict] = []

@@ -103,6 +103,16 @@ def test_quick_path_gives_what_the_accessors_give(data):
     assert _outcome(data, quick=True) == _outcome(data, quick=False)
 
 
+def test_an_unhashable_cpu_model_is_the_accessors_error():
+    for value in ([], {}):
+        data = _valid()
+        data['hosts'][0]['cpu_model'] = value
+        data['hosts'][1]['cpu_model'] = value
+        assert _outcome(data, quick=True) == _outcome(data, quick=False) == (
+            'error: hosts[0].cpu_model: must be a non-empty string, not '
+            + ('an object' if value == {} else 'a list'))
+
+
 def test_an_unhashable_cpu_list_is_the_accessors_error():
     for value in ([], {}, [1]):
         data = _valid()
