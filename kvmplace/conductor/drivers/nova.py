@@ -450,7 +450,7 @@ class NovaDriver:
         """One look at Nova; True when the migration has ended."""
         if job.nova_id is None:
             if self._find(job, wait_s=FIND_MIGRATION_SECONDS) is None:
-                self._finish(job, {'status': 'failed', 'error': 'Nova made no migration '
+                self._finish(job, {'status': JobOutcome.FAILED, 'error': 'Nova made no migration '
                                    f'record within {FIND_MIGRATION_SECONDS:.0f} s'})
                 return True
         running = self.compute.get(f'/servers/{job.uuid}/migrations/{job.nova_id}',
@@ -481,17 +481,17 @@ class NovaDriver:
                       'vcpus': int((server.get('flavor') or {}).get('vcpus') or 0)}}
         if tracker.last is not None:
             result['data_mib'] = round(tracker.last[1], 2)
-        refused = self._refused(job.uuid) if outcome == 'failed' and \
+        refused = self._refused(job.uuid) if outcome == JobOutcome.FAILED and \
             status in nprog.NOVA_REFUSED and where == job.source else None
-        if outcome == 'completed' and where != job.dest:
-            result.update(status='failed', error=f'Nova says completed but the server '
+        if outcome == JobOutcome.COMPLETED and where != job.dest:
+            result.update(status=JobOutcome.FAILED, error=f'Nova says completed but the server '
                           f'is on {where}, not {job.dest}')
         elif refused is not None:
             result.update(status=JobOutcome.REFUSED,
                           error=f'Nova refused {job.dest}: {refused}')
-        elif outcome != 'completed':
+        elif outcome != JobOutcome.COMPLETED:
             if job.stop_reason:
-                result.update(status='timed-out', error=job.stop_reason)
+                result.update(status=JobOutcome.TIMED_OUT, error=job.stop_reason)
             else:
                 result['error'] = f'Nova migration {job.nova_id} ended {status}' + \
                     self._why(job.uuid)

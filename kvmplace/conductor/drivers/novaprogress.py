@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 from kvmplace import estimator
 from kvmplace import objects
+from kvmplace.status import JobOutcome
 
 MIB = 1024.0 * 1024.0
 
@@ -186,14 +187,14 @@ class Tracker:
         return 'abort', why
 
 
-def outcome(status: str) -> Optional[str]:
-    """kvmplace's JobOutcome value for a final Nova status; None while it runs."""
+def outcome(status: str) -> Optional[JobOutcome]:
+    """kvmplace's JobOutcome for a final Nova status; None while it runs."""
     if status in NOVA_COMPLETED:
-        return 'completed'
+        return JobOutcome.COMPLETED
     if status in NOVA_CANCELLED:
-        return 'aborted'
+        return JobOutcome.ABORTED
     if status in NOVA_FAILED:
-        return 'failed'
+        return JobOutcome.FAILED
     return None
 
 
