@@ -99,6 +99,8 @@ def follow_drain(app, api, drain_id: str, show: bool) -> dict:
                 # conductor and this client read the same clock in a lab,
                 # NTP's in a cloud.
                 end = max(0.0, float(plan['predicted_end_at']) - time.time())
+            if rec['status'] != DrainStatus.RUNNING:
+                end = None              # ended: no ETA left to show
             # Counted from the records (the plan's own list is only as fresh
             # as its last re-plan, so it still said "2 running" at the end).
             running = sum(1 for m in migs

@@ -347,6 +347,51 @@ def test_a_real_drain_empties_the_host(stack, shared_lab):  # noqa: F811
         stack.cli('hosts', 'maintenance', host, 'off')
 
 
+SHUTOFF_XML = """<domain type='qemu'>
+  <name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices><memballoon model='none'/></devices>
+</domain>"""
+
+
+def test_a_drain_of_a_host_with_a_shut_off_guest_ends_blocked(stack, shared_lab):  # noqa: F811
+    """Issue 16: a drain counted only running guests and ended 'completed'
+    while a shut-off guest was still defined on the host - decommissioning
+    it would lose that guest. On the lab: the running guests move, the
+    drain ends 'blocked' naming the shut-off one and what to do, the CLI
+    exits non-zero in one line, and the definition is still there."""
+    import uuid as uuid_mod
+    from kvmplace.lab import manager
+    host = where('lab-vm2')
+    running = [g['name'] for g in shared_lab['guests'] if running_on(g['name']) == [host]]
+    name = f'lab-off-{uuid_mod.uuid4().hex[:6]}'
+    conn = manager.connect(host)
+    dom = conn.defineXML(SHUTOFF_XML.format(name=name))
+    try:
+        def reported():
+            state = stack.cli('hosts', 'show', host).get('state') or {}
+            return any(g.get('name') == name for g in state.get('instances') or [])
+        wait_for(reported, 60, f'{host} to report the shut-off guest', 0.5)
+        out = subprocess.run([_bin('kvmplace'), *sum((['--config-file', str(c)]
+                                                      for c in stack.configs), []),
+                              '--rpc-timeout', '20', 'drain', host, '--wait'],
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode != 0, out
+        # Above it, on stderr, the live progress bars; the error is one line.
+        error = out.stderr.strip().splitlines()[-1]
+        assert error.startswith('kvmplace: error: the drain blocked:'), out.stderr
+        assert f'{name} (shutoff)' in error and 'Traceback' not in out.stderr, out.stderr
+        drains = [d for d in stack.cli('drains', 'list') if d['host'] == host]
+        assert max(drains, key=lambda d: d['created_at'])['status'] == 'blocked', drains
+        for guest in running:                        # the live ones did move
+            assert running_on(guest) not in ([], [host]), guest
+        assert conn.lookupByName(name).UUIDString() == dom.UUIDString()  # nothing lost
+    finally:
+        dom.undefine()
+        conn.close()
+        stack.cli('hosts', 'maintenance', host, 'off', check=False)
+
+
 def test_drain_of_an_unknown_host_is_one_line(stack):
     out = subprocess.run([_bin('kvmplace'), *sum((['--config-file', str(c)]
                                                   for c in stack.configs), []),
