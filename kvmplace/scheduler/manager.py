@@ -129,9 +129,13 @@ class SchedulerManager:
         Returns ``{"instance", "source", "ranked": [...], "rejected": [...]}``
         as ARCHITECTURE "CLI" defines; ``ranked`` best first.
         """
-        spec = self.build_spec(inventory, request, topology, now)
-        return self.select_with_spec(spec, hosts if hosts is not None
-                                     else inventory.hosts.values())
+        # The topology and the source's path widths are cluster-sized too
+        # (a dict entry per host): paused with the ranking, or a full
+        # collection walks the whole inventory while they are built.
+        with gcpause.paused():
+            spec = self.build_spec(inventory, request, topology, now)
+            return self.select_with_spec(spec, hosts if hosts is not None
+                                         else inventory.hosts.values())
 
     def select_with_spec(self, spec: RequestSpec, hosts: Iterable[objects.Host]) -> dict:
         with gcpause.paused():      # a cluster-sized answer, no cycles in it
