@@ -281,6 +281,7 @@ def _host(data: Any, path: str,
 # theirs; tests/unit/test_inventory_quick.py holds the two paths equal.
 
 _NUMBER = (int, float)
+_ONLY_STR = {str}
 _DICTS = (dict, ParsedObject)
 _MAX_VCPUS = 1 << 20
 _MAX_VCPUS_USED = 1 << 24
@@ -417,20 +418,19 @@ def _quick_host(data: Any, quick: _Quick) -> Optional[objects.Host]:
     if raw_nodes:
         if type(raw_nodes) is not list:
             return None
-        key = tuple(raw.get('cpus') if type(raw) in _DICTS else None for raw in raw_nodes)
-        if not all(type(text) is str for text in key):     # keys of the memos
+        # (List comprehensions and map: a generator costs a frame per host.)
+        key = tuple([raw.get('cpus') if type(raw) in _DICTS else None for raw in raw_nodes])
+        if set(map(type, key)) != _ONLY_STR:       # keys of the memos
             return None
         layout = quick.layout(key)
         if layout is None or layout[1] >= vcpus:
             return None
-        ids = set()
-        for raw, cpus in zip(raw_nodes, layout[0]):
-            node = _quick_node(raw, cpus)
-            if node is None or node.id in ids:
-                return None
-            ids.add(node.id)
-            nodes.append(node)
-        if sum(n.memory_mib for n in nodes) > memory:
+        made = list(map(_quick_node, raw_nodes, layout[0]))
+        if not all(made):           # a None: that node is not plain and valid
+            return None
+        nodes = made  # type: ignore[assignment]  # (no None left)
+        ids = {node.id for node in nodes}
+        if len(ids) < len(nodes) or sum([node.memory_mib for node in nodes]) > memory:
             return None
     elif raw_nodes is not None and type(raw_nodes) is not list:
         return None
