@@ -96,9 +96,10 @@ class KvmplaceApp(cliff_app.App):
 
     def initialize_app(self, argv):
         conf = cfg.CONF
-        kvmplace.conf.register_opts(conf)
-        # oslo.messaging's options are registered by the commands that use
-        # the bus, when they do (kvmplace.rpc's module doc).
+        # Not keystoneauth1's [nova] options (the conductor talks to Nova,
+        # the command line never does) nor oslo.messaging's, which the
+        # commands that use the bus register when they do (kvmplace.rpc).
+        kvmplace.conf.register_opts(conf, nova_clients=False)
         try:
             conf([], project='kvmplace', default_config_files=self.options.config_file,
                  default_config_dirs=[])

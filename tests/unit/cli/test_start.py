@@ -4,7 +4,8 @@ An offline ``kvmplace select --inventory`` on 100,000 hosts must answer in
 seconds (issue 17), and a second of it was start-up: oslo.messaging (with
 eventlet under it) imported for its options, every command's module (rich,
 the RPC clients) imported by stevedore, networkx for a graph select never
-builds. These run the real CLI in a child process and look at what it
+builds, keystoneauth1 for [nova] options only the conductor reads. These
+run the real CLI in a child process and look at what it
 imported; the online paths must still find oslo.messaging's options.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ import json, sys
 from kvmplace.cmd import kvmplace as cmd
 code = cmd.main(sys.argv[1:])
 mods = [m for m in ('oslo_messaging', 'eventlet', 'networkx', 'rich', 'kvmplace.cli.online',
-                    'kvmplace.cli.plan', 'kvmplace.rpc') if m in sys.modules]
+                    'kvmplace.cli.plan', 'kvmplace.rpc', 'keystoneauth1', 'requests')
+        if m in sys.modules]
 from oslo_config import cfg
 sys.stderr.write('\nMODULES ' + json.dumps({'code': code, 'modules': mods,
                  'transport_url_registered': 'transport_url' in cfg.CONF}) + '\n')
@@ -90,3 +92,19 @@ def test_command_help_has_no_plugin_sentence():
     assert report['code'] == 0
     assert 'Rank the hosts a guest could live-migrate to' in out
     assert 'provided by' not in out
+
+
+def test_services_still_register_every_nova_client_option():
+    """The conductor's configuration (and its logged option values and
+    sample file) keep keystoneauth1's [nova] and [placement] options."""
+    from kvmplace import conf as kconf
+    conf = kconf.new_conf()
+    for name in ('auth_type', 'cafile', 'timeout', 'region_name', 'service_type'):
+        assert name in conf.nova, name
+    assert conf.nova.service_type == 'compute'
+    assert conf.placement.service_type == 'placement'
+    cli_conf = kconf.cfg.ConfigOpts()
+    kconf.register_opts(cli_conf, nova_clients=False)
+    cli_conf([], project='kvmplace', default_config_files=[], default_config_dirs=[])
+    assert 'auth_type' not in cli_conf.nova
+    assert cli_conf.nova.inventory_interval_seconds == 20
