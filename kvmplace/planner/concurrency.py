@@ -36,18 +36,26 @@ all streams compete for the source's two CPUs and its guests keep dirtying
 memory, no stream gets below its downtime limit; once the first converges
 and stops, the CPUs it frees let the others converge at once. So the
 streams out of one source are modelled as one pool: each member brings its
-solo pre-copy time at its rate and the drain's pace (its *work*), the pool
-does ``m / (1 + contention x (n - 1))`` seconds of solo work per second
-with ``m`` members copying and ``n`` streams on the source (those of a
-re-plan's running migrations included), and every member's remaining work
-shrinks in proportion, so the members that overlap share one end: that of
-the pooled work. A member that starts later joins the remaining pool and
-moves its end. A pool of one is the solo estimate at the drain's pace.
-Pace and contention then say one thing each: the pace how fast one stream
-runs alone, the contention how much less than ``m`` streams' worth a pool
-of ``m`` carries. The fixed record overhead and start lag are as above.
+solo pre-copy time at its rate and the drain's pace (its *work*), and the
+members that overlap share one end - the pool's, after its biggest
+member's work plus ``contention`` x the rest of the pooled work (with no
+other migration on the source)::
 
-:func:`fit` learns the three from finished drains (their records and their
+    end = start + longest + contention x (sum of work - longest)
+
+``contention`` 0: the pool takes its longest member's time; 1: the sum,
+as if one CPU budget carried the streams one after the other. It is
+processor sharing over ``k = work / longest`` streams' worth of work (the
+member count when they are alike, where it is the per-stream model's
+``1 + contention x (k - 1)``), every member's remaining work shrinking in
+proportion so that all reach zero together (:func:`pool_ends`); a member
+that starts later joins the remaining pool and moves the end for all.
+Weighing streams by their work, not counting them, keeps two properties
+a plan needs: no member ends before it would alone, and a member more
+never ends a pool earlier. A pool of one is the solo estimate at the
+drain's pace. The fixed record overhead and start lag are as above.
+
+:func:`fit` learns these from finished drains (their records and their
 migrations' records, all on the conductor's clock), the way path learning
 (kvmplace.conductor.learning) learns a path's rate from finished
 migrations, with the same shrinking of few samples towards the configured
