@@ -19,9 +19,13 @@ What the JSON does not keep is reconstructed, the same for both models:
 each migration's job start (its record's start plus seed 1's recorded
 record overhead less its post-job tail), the estimate a record carried (the
 estimator's solo rate on the reconstructed path), and the dirty rates the
-agents sampled (taken as the nominal ones). The ``recorded`` model replays
-each seed's recorded concurrency with the old model: how far it lands from
-the JSON's own figures says how faithful the reconstruction is.
+agents sampled: each guest's is set so that the old model, with the
+concurrency the seed's plan recorded, replays the per-migration times that
+plan recorded (:func:`calibrated_inventory`; keeping which moves waited).
+The ``recorded`` model is that replay: how far it lands from the JSON's own
+figures (and ``calibration_residual_seconds``) says how faithful the
+reconstruction is. The measured times are used only to score, and, from
+earlier seeds, to learn.
 
 Prints one JSON line: per model, per-migration MAPE (against each record's
 created -> finished) and the makespan's median |error| (against the drain
