@@ -363,9 +363,12 @@ def replay(path: str, as_json: bool) -> int:
         print(json.dumps(objects.plain(out), sort_keys=True))
     else:
         for name, m in out['models'].items():
+            later = m.get('after_first_seed') or {}
             print(f"{name}: per-migration MAPE {m['migration_prediction_mape']}, makespan "
                   f"median |error| {m['makespan_prediction_median_abs_error']} "
-                  f"{m['makespan_prediction_errors']}")
+                  f"{m['makespan_prediction_errors']}; after the first seed "
+                  f"{later.get('migration_prediction_mape')} and "
+                  f"{later.get('makespan_prediction_median_abs_error')}")
     return 0
 
 
