@@ -60,7 +60,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from oslo_messaging.rpc import dispatcher as rpc_dispatcher
 from oslo_serialization import jsonutils
 
-from kvmplace.exception import ConfigError, KvmplaceError
+from kvmplace.exception import ConfigError, MessageAuthFailed
 
 LOG = logging.getLogger(__name__)
 
@@ -87,17 +87,6 @@ MAX_NONCES = 200_000
 
 UNAUTHENTICATED_WARNING = ('messages are not authenticated: any broker account can reach '
                            'this service through amq.default; see security.rst')
-
-
-class MessageAuthFailed(KvmplaceError):
-    """A message was refused by its receiver's authentication check."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-        super().__init__(reason)
-
-    def __str__(self) -> str:
-        return f'message authentication failed: {self.reason}'
 
 
 # -- keys ---------------------------------------------------------------------
@@ -127,14 +116,21 @@ def create_keypair(directory: str, name: str) -> tuple[str, str]:
     return private_path, public_path
 
 
+def _label(option: str) -> str:
+    """How an error names the option: ``[message_auth] <option>`` unless
+    ``option`` names its group itself (nova.conf's ``[kvmplace] ...``)."""
+    return option if option.startswith('[') else f'[message_auth] {option}'
+
+
 def _read(path: str, option: str) -> bytes:
+    path = os.path.expanduser(path)
     try:
         with open(path, 'rb') as fh:
             data = fh.read(65537)
     except OSError as exc:
-        raise ConfigError(f'[message_auth] {option}: {path}: {exc.strerror or exc}') from None
+        raise ConfigError(f'{_label(option)}: {path}: {exc.strerror or exc}') from None
     if len(data) > 65536:
-        raise ConfigError(f'[message_auth] {option}: {path}: larger than 64 KiB, not a key')
+        raise ConfigError(f'{_label(option)}: {path}: larger than 64 KiB, not a key')
     return data
 
 
@@ -147,10 +143,10 @@ def load_private_key(path: str, option: str = 'private_key_file'
         else:
             key = ed25519.Ed25519PrivateKey.from_private_bytes(_raw32(data))
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f'[message_auth] {option}: {path}: not an unencrypted Ed25519 '
+        raise ConfigError(f'{_label(option)}: {path}: not an unencrypted Ed25519 '
                           f'private key ({str(exc).splitlines()[0][:80]})') from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise ConfigError(f'[message_auth] {option}: {path}: not an Ed25519 key')
+        raise ConfigError(f'{_label(option)}: {path}: not an Ed25519 key')
     return key
 
 
@@ -162,10 +158,10 @@ def load_public_key(path: str, option: str) -> ed25519.Ed25519PublicKey:
         else:
             key = ed25519.Ed25519PublicKey.from_public_bytes(_raw32(data))
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f'[message_auth] {option}: {path}: not an Ed25519 public key '
+        raise ConfigError(f'{_label(option)}: {path}: not an Ed25519 public key '
                           f'({str(exc).splitlines()[0][:80]})') from None
     if not isinstance(key, ed25519.Ed25519PublicKey):
-        raise ConfigError(f'[message_auth] {option}: {path}: not an Ed25519 key')
+        raise ConfigError(f'{_label(option)}: {path}: not an Ed25519 key')
     return key
 
 
@@ -188,7 +184,7 @@ def load_key_dir(directory: str, prefix: str, option: str
     try:
         names = sorted(os.listdir(directory))
     except OSError as exc:
-        raise ConfigError(f'[message_auth] {option}: {directory}: '
+        raise ConfigError(f'{_label(option)}: {directory}: '
                           f'{exc.strerror or exc}') from None
     return {prefix + name[:-4]: load_public_key(os.path.join(directory, name), option)
             for name in names if name.endswith('.pub') and len(name) > 4}
@@ -247,7 +243,7 @@ class SignedClient:
         self._inner = inner
         self._signer = signer
 
-    def prepare(self, *args, **kwargs) -> 'SignedClient':
+    def prepare(self, *args, **kwargs) -> SignedClient:
         return SignedClient(self._inner.prepare(*args, **kwargs), self._signer)
 
     def call(self, ctxt, method: str, **kwargs):
