@@ -385,3 +385,38 @@ def test_a_client_supplied_signer_is_not_believed(keys):
         server.stop()
         server.wait()
         rpc._TRANSPORTS.pop(id(conf)).cleanup()
+
+
+# -- services refuse to start on a bad key, in one line ---------------------------
+
+@pytest.mark.parametrize('service, options', [
+    ('kvmplace.cmd.agent', {'agent': {'libvirt_uri': 'test:///default', 'host': 'h1'},
+                            'message_auth': {'private_key_file': '{bad}'}}),
+    ('kvmplace.cmd.agent', {'agent': {'libvirt_uri': 'test:///default', 'host': 'h1'},
+                            'message_auth': {'conductor_public_key_file': '{bad}'}}),
+    ('kvmplace.cmd.conductor', {'database': {'connection': 'sqlite:///{tmp}/c.sqlite'},
+                                'message_auth': {'host_keys_dir': '{tmp}/missing'}}),
+    ('kvmplace.cmd.conductor', {'database': {'connection': 'sqlite:///{tmp}/c.sqlite'},
+                                'message_auth': {'required': 'true'}}),
+])
+def test_a_service_with_a_bad_key_stops_with_one_line(tmp_path, service, options):
+    import subprocess
+    import sys
+    bad = tmp_path / 'bad.key'
+    bad.write_text('not a key\n')
+    lines = ['[DEFAULT]', 'transport_url = fake://']
+    for section, opts in options.items():
+        lines.append(f'[{section}]')
+        lines += [f'{k} = {v.format(bad=bad, tmp=tmp_path)}' for k, v in opts.items()]
+    config = tmp_path / 'service.conf'
+    config.write_text('\n'.join(lines) + '\n')
+    proc = subprocess.run([sys.executable, '-W', 'ignore', '-c',
+                           f'import sys; from {service} import main; sys.exit(main())',
+                           '--config-file', str(config)],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    errors = [line for line in proc.stderr.splitlines() if ': error: ' in line]
+    assert len(errors) == 1, proc.stderr
+    option = next(iter(options['message_auth']))
+    assert '[message_auth] ' in errors[0]
+    assert (option if option != 'required' else 'host_keys_dir: required') in errors[0]
