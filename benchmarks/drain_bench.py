@@ -37,6 +37,11 @@ kvmplace plans with what its conductor has learned from the drains before
 (path rates, and the concurrency costs of kvmplace.planner.concurrency):
 one unscored drain runs first so the first scored one has a predecessor,
 as any drain but a cloud's first has. Prints one JSON line with --json.
+
+``--replay RESULT.json`` needs no lab: it replays the kvmplace drains of an
+earlier result through the drain planner, the per-stream and the
+shared-source concurrency models side by side, each seed planned with what
+the seeds before it taught (benchmarks/drain_replay.py).
 """
 from __future__ import annotations
 
@@ -343,6 +348,30 @@ def summarise(seeds: list[dict]) -> dict:
     }
 
 
+def replay(path: str, as_json: bool) -> int:
+    """``--replay``: score the planner on a result's recorded drains, offline."""
+    import drain_replay
+    try:
+        with open(path) as f:
+            result = json.load(f)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f'drain_bench: --replay: cannot read {path}: {exc}\n')
+        return 2
+    out = {'benchmark': 'drain-replay', 'replayed': path,
+           **drain_replay.replay(sys.modules[__name__], result), **labbench.provenance()}
+    if as_json:
+        print(json.dumps(objects.plain(out), sort_keys=True))
+    else:
+        for name, m in out['models'].items():
+            later = m.get('after_first_seed') or {}
+            print(f"{name}: per-migration MAPE {m['migration_prediction_mape']}, makespan "
+                  f"median |error| {m['makespan_prediction_median_abs_error']} "
+                  f"{m['makespan_prediction_errors']}; after the first seed "
+                  f"{later.get('migration_prediction_mape')} and "
+                  f"{later.get('makespan_prediction_median_abs_error')}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--json', action='store_true', help='print one JSON line')
@@ -350,9 +379,15 @@ def main(argv=None) -> int:
     parser.add_argument('--first-seed', type=int, default=1,
                         help='the first scored seed (default 1; seed 0 is the unscored drain)')
     parser.add_argument('--keep-lab', action='store_true', help='leave the lab up')
+    parser.add_argument('--replay', metavar='JSON',
+                        help='no lab: replay the kvmplace drains of an earlier --json '
+                             'result through the planner, old and new concurrency model '
+                             'side by side (benchmarks/drain_replay.py)')
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error('--seeds must be at least 1')
+    if args.replay:
+        return replay(args.replay, args.json)
     why = labbench.require_lab_tools()
     if why:
         sys.stderr.write(f'drain_bench: {why}\n')

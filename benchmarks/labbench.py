@@ -208,7 +208,9 @@ class Stack:
         self.configs = [services.CONFIG_FILE, self.config]
         self.procs: dict[str, subprocess.Popen] = {}
         self._api = None
-        self._start('conductor', [_bin('kvmplace-conductor')], self.configs)
+        # The lab's conductor.conf: the conductor's message-signing key.
+        self._start('conductor', [_bin('kvmplace-conductor')],
+                    [*self.configs, services.CONDUCTOR_CONFIG_FILE])
         for host in state['hosts']:
             name = host['name']
             self._start(f'agent-{name}', [_bin('kvmplace-agent')],

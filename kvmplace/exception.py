@@ -47,3 +47,16 @@ class DatabaseError(KvmplaceError):
     """The conductor's database could not be read or written (full or
     read-only disk, unreachable server). Defined here, not in the db
     package, so that it reaches an RPC caller as itself: one clear line."""
+
+
+class MessageAuthFailed(KvmplaceError):
+    """The receiver refused a message: unsigned, badly signed, replayed,
+    or from a signer it does not take this message from (kvmplace.msgauth).
+    Defined here so that it reaches an RPC caller as itself."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        return f'message authentication failed: {self.reason}'

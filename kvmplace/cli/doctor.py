@@ -154,7 +154,13 @@ def _amqp_login(conf, timeout: float) -> str | None:
 
 
 def _agent_libvirt(agents, host: dict) -> str | None:
-    state = agents.get_host_state({}, host['name'])
+    from kvmplace.exception import MessageAuthFailed
+    try:
+        state = agents.get_host_state({}, host['name'])
+    except MessageAuthFailed as exc:
+        # Agents obey the conductor's key only (security.rst).
+        return (f'{exc}: agents answer only the conductor\'s key; run kvmplace doctor '
+                'with the conductor\'s configuration to check them')
     if not state.get('libvirt_uri'):
         return 'the agent answers but reports no libvirt connection'
     return None

@@ -32,8 +32,10 @@ class NovaAPI:
         client.conductor(app)           # the same broker checks, one readable line
         target = messaging.Target(topic=rpc.CONDUCTOR_TOPIC, namespace=decisions.NAMESPACE,
                                   version=decisions.API_VERSION)
-        self._client = messaging.get_rpc_client(rpc.get_transport(app.conf), target,
-                                                timeout=app.options.rpc_timeout)
+        self._client = rpc.signed(
+            messaging.get_rpc_client(rpc.get_transport(app.conf), target,
+                                     timeout=app.options.rpc_timeout),
+            app.conf, rpc.CONDUCTOR_TOPIC)
 
     def __getattr__(self, method: str):
         def call(ctxt, **kwargs):

@@ -18,11 +18,11 @@ def main(argv=None) -> int:
          prog='kvmplace-agent')
     log.setup(conf, 'kvmplace-agent')
     from kvmplace.agent import service
-    agent = service.Agent(conf)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        agent = service.Agent(conf)     # reads [message_auth]'s key files
         agent.start()
     except Exception as exc:  # noqa: BLE001 - one line for the operator
         print(f'kvmplace-agent: error: {exc}', file=sys.stderr)

@@ -19,6 +19,7 @@ import threading
 from concurrent import futures
 from typing import Optional
 
+from kvmplace import msgauth
 from kvmplace import objects
 from kvmplace import resources
 from kvmplace.conductor import clock as clock_mod
@@ -232,10 +233,12 @@ class ConductorManager:
                         what, self._lost_casts, exc)
             self._lost_warned, self._lost_casts = now, 0
 
-    def _agent_cast(self, what: str, migration_id, check, payload) -> Optional[tuple]:
+    def _agent_cast(self, ctxt, what: str, migration_id, check, payload) -> Optional[tuple]:
         """(record, payload) of a valid cast about an unfinished migration,
         else None. Only then is a waiter touched: a cast for an unknown or
-        ended migration must not leave a waiter behind."""
+        ended migration must not leave a waiter behind. A cast signed by a
+        compute host (kvmplace.msgauth) counts only for a migration leaving
+        that host: one host may not finish another's migrations."""
         try:
             migration_id = v.uuid('migration_id', migration_id)
             payload = check(payload)
@@ -249,10 +252,15 @@ class ConductorManager:
         if rec['status'] in FINAL_MIGRATION_STATUSES:
             LOG.debug('%s for ended migration %s ignored', what, migration_id[:8])
             return None
+        signer = msgauth.signer_of(ctxt)
+        if signer and signer != f"{msgauth.HOST_PREFIX}{rec['source']}":
+            LOG.warning('%s for migration %s dropped: signed by %s, not by its source %s',
+                        what, migration_id[:8], signer, rec['source'])
+            return None
         return rec, payload
 
     def migration_progress(self, ctxt, migration_id: str, progress: dict) -> None:
-        found = self._agent_cast('migration_progress', migration_id, v.progress, progress)
+        found = self._agent_cast(ctxt, 'migration_progress', migration_id, v.progress, progress)
         if found is None:
             return
         rec, progress = found
@@ -283,7 +291,7 @@ class ConductorManager:
         self.parts.notifications.notify('progress', rec, {'progress': progress})
 
     def migration_finished(self, ctxt, migration_id: str, result: dict) -> None:
-        found = self._agent_cast('migration_finished', migration_id, v.result, result)
+        found = self._agent_cast(ctxt, 'migration_finished', migration_id, v.result, result)
         if found is None:
             return
         if not self.leases.owns(found[0]):

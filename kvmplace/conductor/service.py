@@ -71,7 +71,12 @@ def run(conf) -> int:
     except KvmplaceError as exc:
         sys.stderr.write(f'kvmplace-conductor: error: {exc}\n')
         return 1
-    servers = servers_for(conf, manager)
+    try:
+        servers = servers_for(conf, manager)   # reads [message_auth]'s key files
+    except KvmplaceError as exc:
+        sys.stderr.write(f'kvmplace-conductor: error: {exc}\n')
+        manager.stop()
+        return 1
     for server in servers:
         server.start()
     LOG.info('kvmplace-conductor %s serving on topics %s and %s', conf.conductor.host,

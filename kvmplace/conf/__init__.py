@@ -9,10 +9,11 @@ from oslo_config import cfg
 from kvmplace.conf import agent
 from kvmplace.conf import conductor
 from kvmplace.conf import estimator
+from kvmplace.conf import message_auth
 from kvmplace.conf import nova
 from kvmplace.conf import scheduler
 
-_MODULES = (scheduler, estimator, conductor, agent, nova)
+_MODULES = (scheduler, estimator, conductor, agent, nova, message_auth)
 
 
 def register_opts(conf: cfg.ConfigOpts, nova_clients: bool = True) -> None:

@@ -102,6 +102,16 @@ OPTS = [
              'drains than when the estimator was calibrated. The prior of '
              'what finished drains teach when learn_concurrency is on.'),
     cfg.BoolOpt(
+        'drain_shared_source', default=False,
+        help='Plan the migrations a drain runs side by side out of one source '
+             'as one pool that ends together: after its longest member\'s '
+             'solo time (at drain_pace) plus stream_contention x the other '
+             'members\' (seen where the hosts\' CPUs bound the streams: their '
+             'pre-copies converge together). Off: each stream ends by its own '
+             'data, its rate divided by 1 + stream_contention x (others). '
+             'Learning reads stream_contention in the model chosen here. See '
+             'kvmplace.planner.concurrency.'),
+    cfg.BoolOpt(
         'learn_concurrency', default=True,
         help='Learn migration_overhead_seconds, stream_contention and '
              'drain_start_lag_seconds and drain_pace from the conductor\'s finished '

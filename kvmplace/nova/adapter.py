@@ -152,8 +152,21 @@ class Adapter:
                 target = messaging.Target(exchange=self.options.control_exchange,
                                           topic=TOPIC, namespace=NAMESPACE,
                                           version=API_VERSION)
-                self._client = messaging.get_rpc_client(transport, target)
+                self._client = _signed(messaging.get_rpc_client(transport, target),
+                                       self.options.message_auth_private_key_file)
             return self._client
+
+
+def _signed(client, private_key_file: Optional[str]):
+    """``client`` signing as operator ``<key file name>`` (kvmplace.msgauth),
+    or as it is without a key."""
+    if not private_key_file:
+        return client
+    from kvmplace import msgauth
+    key = msgauth.load_private_key(private_key_file,
+                                   '[kvmplace] message_auth_private_key_file')
+    return msgauth.SignedClient(client, msgauth.Signer(msgauth.operator_name(
+        private_key_file), key))
 
 
 def request_kind(spec_obj: Any) -> tuple[str, Optional[str]]:

@@ -33,6 +33,14 @@ OPTS = [
         help='The exchange kvmplace-conductor listens on: its [DEFAULT] '
              'control_exchange (oslo.messaging\'s default, "openstack"). Nova '
              'uses its own ("nova"), so it is named here.'),
+    cfg.StrOpt(
+        'message_auth_private_key_file',
+        help='Ed25519 private key (PEM; `kvmplace keys create --role operator`) '
+             'that signs nova-scheduler\'s calls to the kvmplace conductor, as '
+             'operator "<file name without extension>": the conductor accepts them '
+             'when <name>.pub is in its [message_auth] operator_keys_dir. Unset: '
+             'calls go unsigned, and a conductor with [message_auth] required = '
+             'true refuses them (the failure policy then applies).'),
     cfg.FloatOpt(
         'timeout_seconds', default=2.0, min=0.05,
         help='How long one scheduling request waits for the conductor\'s answer. '

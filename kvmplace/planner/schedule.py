@@ -27,6 +27,7 @@ by tests/unit/planner/test_bounded.py against the exhaustive reference).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -142,7 +143,8 @@ class _Running:
     With a :class:`concurrency.Concurrency`, it first spends its fixed
     seconds (the drain's start lag and the record's overhead: links held,
     nothing copied), then copies at its rate slowed by ``factor`` (streams
-    sharing its hosts)."""
+    sharing its hosts) - or, with ``shared_source``, as a member of its
+    source's pool, which sets ``pool_end`` (see :func:`concurrency.pool_ends`)."""
 
     def __init__(self, plan: Planned, solo_mibps: float, inst: objects.Instance,
                  params: estimator.ModelParams, fixed_seconds: float = 0.0):
@@ -157,6 +159,7 @@ class _Running:
         self.since = plan.start_seconds
         self.steps: list[list[float]] = []
         self._durations: dict[float, float] = {}
+        self.pool_end: Optional[float] = None
 
     def duration_at(self, mibps: float) -> float:
         # end_time() is asked at every examination of every pending move.
@@ -182,7 +185,13 @@ class _Running:
             self.rate = mibps
             self.steps.append([round(now, 3), round(mibps, 2)])
 
+    def work(self) -> float:
+        """Solo seconds of pre-copy left at its rate and ``factor``."""
+        return max(0.0, 1.0 - self.done) * self.duration_at(self.rate * self.factor)
+
     def end_time(self) -> float:
+        if self.pool_end is not None:
+            return self.pool_end
         return (self.since + self.fixed_left
                 + max(0.0, 1.0 - self.done) * self.duration_at(self.rate * self.factor))
 
@@ -201,6 +210,7 @@ class _Busy(_Running):
         self.steps = []
         self.factor = 1.0
         self.fixed_left = 0.0
+        self.pool_end = None
 
     def advance(self, now: float) -> None:
         self.since = now
@@ -418,8 +428,7 @@ class Scheduler:
             # Advance to the next end; finish it; top up the others.
             nxt = min(running, key=lambda r: (r.end_time(), r.plan.instance))
             now = max(now, nxt.end_time())
-            for r in running:
-                r.advance(now)
+            self._advance(running, now)
             ended = [r for r in running if r is nxt or r.done >= 1.0 - 1e-9]
             for r in ended:
                 running.remove(r)
@@ -430,10 +439,58 @@ class Scheduler:
             self._contend(running)
         return finished, unplaced
 
+    def _advance(self, running: list[_Running], now: float) -> None:
+        """Every running migration's progress up to ``now``."""
+        if not self.concurrency.shared_source:
+            for r in running:
+                r.advance(now)
+            return
+        for r in running:
+            if isinstance(r, _Busy):
+                r.advance(now)
+        for members, speed in self._pools(running):
+            since = members[0].since
+            _, left = conc.pool_ends([r.since + r.fixed_left for r in members],
+                                 [r.work() for r in members], since, now, speed)
+            for r, work in zip(members, left):
+                full = r.duration_at(r.rate * r.factor)
+                r.done = 1.0 - work / full if full > 0 else 1.0
+                r.fixed_left = max(0.0, r.fixed_left - (now - r.since))
+                r.since = now
+
+    def _pools(self, running: list[_Running]
+               ) -> list[tuple[list[_Running], Callable[[float, float], float]]]:
+        """The shared-source pools (planner/concurrency.py): the planned
+        migrations grouped by source, each with its speed, which counts
+        the migrations of a re-plan's ``busy`` list on that source."""
+        model = self.concurrency
+        known = self.inventory.hosts
+        by_source: dict[str, list[_Running]] = {}
+        outside: dict[str, int] = {}
+        for r in running:
+            if isinstance(r, _Busy):
+                for h in {h for link in r.plan.links for h in link if h in known}:
+                    outside[h] = outside.get(h, 0) + 1
+            else:
+                by_source.setdefault(r.plan.source, []).append(r)
+        return [(members, functools.partial(model.pool_speed, outside=outside.get(source, 0)))
+                for source, members in by_source.items()]
+
     def _contend(self, running: list[_Running]) -> None:
         """Slow each stream by the others on its hosts (every one has just
-        been advanced to now, so the new factor applies from now on)."""
+        been advanced to now, so the new factor applies from now on); with
+        a shared source, set each pool member's end instead."""
         model = self.concurrency
+        if model.shared_source:
+            for members, speed in self._pools(running):
+                for r in members:
+                    r.factor = model.pace
+                ends, _ = conc.pool_ends([r.since + r.fixed_left for r in members],
+                                     [r.work() for r in members], members[0].since,
+                                     math.inf, speed)
+                for r, end in zip(members, ends):
+                    r.pool_end = end
+            return
         if not model.contention and model.pace == 1.0:
             return
         known = self.inventory.hosts

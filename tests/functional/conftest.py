@@ -79,13 +79,35 @@ def broker_url():
 @pytest.fixture(scope='module')
 def client_conf(broker_url):
     """The test's own side of RPC (a private ConfigOpts)."""
+    yield from make_client_conf(broker_url)
+
+
+def make_client_conf(broker_url: str, lab_keys: bool = False):
+    """A private ConfigOpts on ``broker_url``; with ``lab_keys``, it plays
+    the lab's conductor for message authentication (kvmplace.msgauth):
+    signs with the lab's conductor key - what the lab's agents obey - and
+    believes the lab's hosts and operators."""
     conf = kvmplace.conf.new_conf()
     register_messaging_opts(conf)
     conf.set_override('transport_url', broker_url)
+    if lab_keys:
+        use_lab_keys(conf, 'conductor')
     yield conf
     transport = rpc._TRANSPORTS.pop(id(conf), None)
     if transport is not None:
         transport.cleanup()
+
+
+def use_lab_keys(conf, role: str) -> None:
+    """Sign as the lab's ``conductor`` or operator ``lab``, and trust the
+    lab's keys (kvmplace.lab.services writes them with the configs)."""
+    from kvmplace.lab import services
+    private = services.CONDUCTOR_KEY if role == 'conductor' else services.OPERATOR_KEY
+    for name, value in (('private_key_file', private),
+                        ('conductor_public_key_file', services.CONDUCTOR_PUBLIC_KEY),
+                        ('operator_keys_dir', services.OPERATOR_KEYS_DIR),
+                        ('host_keys_dir', services.HOST_KEYS_DIR)):
+        conf.set_override(name, value, group='message_auth')
 
 
 class RecordingConductor:

@@ -19,11 +19,19 @@ from kvmplace import estimator, objects
 from kvmplace.agent import procfs
 from kvmplace.agent import rpcapi
 from kvmplace.exception import InvalidInput
-from tests.functional.conftest import (AgentProcess, broker_url, client_conf,  # noqa: F401
+from tests.functional.conftest import (AgentProcess, broker_url,  # noqa: F401
+                                       make_client_conf,
                                        conductor, wait_for)
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 MIB = 2 ** 20
+
+
+@pytest.fixture(scope='module')
+def client_conf(broker_url, shared_lab):  # noqa: F811
+    """The test plays the lab's conductor: the lab's agents obey only
+    messages signed with its key ([message_auth] required = true)."""
+    yield from make_client_conf(broker_url, lab_keys=True)
 
 
 @pytest.fixture(scope='module')

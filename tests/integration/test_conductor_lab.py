@@ -64,12 +64,18 @@ class Stack:
 
     def start_conductor(self) -> None:
         argv = [_bin('kvmplace-conductor')]
-        for path in self.configs:
+        for path in self.conductor_configs():
             argv += ['--config-file', str(path)]
         log = open(self.tmp / 'conductor.log', 'ab')
         self.conductor = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
+
+    def conductor_configs(self) -> list:
+        """The conductor's configs: the CLI's, then the lab's conductor.conf
+        (its message-signing key; the CLI's is operator "lab"'s)."""
+        from kvmplace.lab import services
+        return [*self.configs, services.CONDUCTOR_CONFIG_FILE]
 
     def kill_conductor(self) -> None:
         os.kill(self.conductor.pid, signal.SIGKILL)

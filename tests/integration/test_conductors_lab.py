@@ -52,7 +52,7 @@ class Conductors(Stack):
             conf = self.tmp / f'{n}.conf'
             conf.write_text(f'[conductor]\nhost = {n}\n')
             argv = [_bin('kvmplace-conductor')]
-            for path in [*self.configs, str(conf)]:
+            for path in [*self.conductor_configs(), str(conf)]:
                 argv += ['--config-file', str(path)]
             log = open(self.tmp / f'{n}.log', 'ab')
             self.procs[n] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
@@ -223,9 +223,10 @@ def test_admission_holds_across_conductors(three, shared_lab):  # noqa: F811
 def _api(three):
     import kvmplace.conf
     from kvmplace.conductor import rpcapi
-    from tests.functional.conftest import register_messaging_opts
+    from tests.functional.conftest import register_messaging_opts, use_lab_keys
     conf = kvmplace.conf.new_conf()
     register_messaging_opts(conf)
+    use_lab_keys(conf, 'operator')          # the lab's conductors require signatures
     url = [line for line in three.config.read_text().splitlines()
            if line.startswith('transport_url')][0].split('=', 1)[1].strip()
     conf.set_override('transport_url', url)

@@ -239,10 +239,11 @@ def conductor_api(broker_url):  # noqa: F811
     import kvmplace.conf
     from kvmplace import rpc
     from kvmplace.conductor import rpcapi
-    from tests.functional.conftest import register_messaging_opts
+    from tests.functional.conftest import register_messaging_opts, use_lab_keys
     conf = kvmplace.conf.new_conf()
     register_messaging_opts(conf)
     conf.set_override('transport_url', broker_url)
+    use_lab_keys(conf, 'operator')          # the lab's conductor requires signatures
     yield rpcapi.ConductorAPI(conf=conf, timeout=10)
     transport = rpc._TRANSPORTS.pop(id(conf), None)
     if transport is not None:
@@ -425,7 +426,7 @@ class DbStack(Stack):
 
     def conductor_argv(self) -> list[str]:
         argv = [_bin('kvmplace-conductor')]
-        for path in self.configs:
+        for path in self.conductor_configs():
             argv += ['--config-file', str(path)]
         return argv
 

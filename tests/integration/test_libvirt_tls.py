@@ -31,11 +31,20 @@ import pytest
 from kvmplace.lab import measure, pki
 from kvmplace.lab import state as labstate
 from kvmplace.lab.manager import libvirt_module
-from tests.functional.conftest import (AgentProcess, broker_url, client_conf,  # noqa: F401
+from tests.functional.conftest import (AgentProcess, broker_url,  # noqa: F401
+                                       make_client_conf,
                                        conductor, wait_for, write_agent_config)
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 libvirt = libvirt_module()
+
+
+@pytest.fixture(scope='module')
+def client_conf(broker_url, lab):  # noqa: F811
+    """The test plays the lab's conductor: the lab's agents obey only
+    messages signed with its key ([message_auth] required = true)."""
+    yield from make_client_conf(broker_url, lab_keys=True)
+
 
 #: Slow enough (lab-vm3 has 128 MiB of non-zero memory: ~8 s) that the
 #: test sees the peer-to-peer control connection while the job runs.

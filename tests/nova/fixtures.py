@@ -93,11 +93,16 @@ class KvmplaceConductor(fx.Fixture):
     restart the process (by its pid) on the same database.
     """
 
-    def __init__(self, transport_url: str, workdir: str, extra: Optional[dict] = None):
+    def __init__(self, transport_url: str, workdir: str, extra: Optional[dict] = None,
+                 keys_dir: Optional[str] = None):
         super().__init__()
         self.transport_url = transport_url
         self.workdir = workdir
         self.extra = extra or {}
+        #: With ``keys_dir`` (:func:`make_keys`), the conductor requires
+        #: signed messages ([message_auth] required = true) and takes them
+        #: from the operators there: the CLI and call() sign as "cli".
+        self.keys_dir = keys_dir
         self.proc: Optional[subprocess.Popen] = None
         self._client = None
         self._transport = None
@@ -112,13 +117,18 @@ class KvmplaceConductor(fx.Fixture):
             'conductor': {'host': 'nova-test-conductor', 'notifications': 'false'},
             'database': {'connection': f'sqlite:///{self.db_path}'},
         }
+        self.cli_configs: list[str] = []
+        if self.keys_dir:
+            sections['message_auth'] = {
+                'required': 'true',
+                'operator_keys_dir': os.path.join(self.keys_dir, 'operators'),
+                'host_keys_dir': os.path.join(self.keys_dir, 'hosts')}
+            cli_config = os.path.join(self.workdir, 'cli.conf')
+            _write_conf(cli_config, {'message_auth': {'private_key_file': self.cli_key()}})
+            self.cli_configs = ['--config-file', cli_config]
         for section, opts in self.extra.items():
             sections.setdefault(section, {}).update(opts)
-        with open(self.config_path, 'w', encoding='utf-8') as fh:
-            for section, opts in sections.items():
-                fh.write(f'[{section}]\n')
-                fh.writelines(f'{k} = {val}\n' for k, val in opts.items())
-                fh.write('\n')
+        _write_conf(self.config_path, sections)
         self.addCleanup(self._close_client)
         self.addCleanup(self.stop)
         self.start()
@@ -151,12 +161,18 @@ class KvmplaceConductor(fx.Fixture):
             self._client = messaging.get_rpc_client(self._transport, messaging.Target(
                 exchange='openstack', topic='kvmplace-conductor', namespace='kvmplace-nova',
                 version='1.0'))
+            if self.keys_dir:
+                from kvmplace.nova import adapter as adapter_mod
+                self._client = adapter_mod._signed(self._client, self.cli_key())
         return self._client.prepare(timeout=timeout, retry=0).call({}, method, **kwargs)
 
     def _close_client(self) -> None:
         if self._client is not None:
             self._transport.cleanup()
             self._client = None
+
+    def cli_key(self) -> str:
+        return os.path.join(self.keys_dir or '', 'operators', 'cli.key')
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -178,7 +194,8 @@ class KvmplaceConductor(fx.Fixture):
     def cli(self, *args: str, timeout: float = 60) -> str:
         """Run ``kvmplace --config-file <conductor's conf> ARGS``; its stdout."""
         argv = [kvmplace_python(), '-c', 'import sys; from kvmplace.cmd.kvmplace import main; '
-                'sys.exit(main())', '--config-file', self.config_path, *args]
+                'sys.exit(main())', '--config-file', self.config_path, *self.cli_configs,
+                *args]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
@@ -288,9 +305,15 @@ class KvmplaceNova(fx.Fixture):
         # KVMPLACE_NOVA_KEEP=1 keeps the conductor's log and database.
         self.workdir = (tmpdir() if os.environ.get('KVMPLACE_NOVA_KEEP')
                         else self.useFixture(fx.TempDir()).path)
-        self.conductor = self.useFixture(KvmplaceConductor(self.vhost.url, self.workdir))
+        # Signed messages required, as in production (security.rst): the
+        # conductor takes operators "cli" (CLI, call()) and "nova-scheduler".
+        keys_dir = make_keys(self.workdir)
+        self.conductor = self.useFixture(KvmplaceConductor(self.vhost.url, self.workdir,
+                                                           keys_dir=keys_dir))
         kconf.register_opts(nova_conf.CONF)
-        flags = {'transport_url': self.vhost.url, 'timeout_seconds': 5.0}
+        flags = {'transport_url': self.vhost.url, 'timeout_seconds': 5.0,
+                 'message_auth_private_key_file': os.path.join(
+                     keys_dir, 'operators', 'nova-scheduler.key')}
         flags.update(self.kvmplace_flags)
         self.test.flags(group='kvmplace', **flags)
         configure_scheduler(self.test, self.enabled)
@@ -322,6 +345,25 @@ def configure_scheduler(test, enabled: bool) -> None:
                                'kvmplace.nova.scheduler.KvmplaceWeigher'])
     if not enabled:
         test.flags(group='kvmplace', weight_multiplier=0.0)
+
+
+def _write_conf(path: str, sections: dict) -> None:
+    with open(path, 'w', encoding='utf-8') as fh:
+        for section, opts in sections.items():
+            fh.write(f'[{section}]\n')
+            fh.writelines(f'{k} = {val}\n' for k, val in opts.items())
+            fh.write('\n')
+
+
+def make_keys(workdir: str) -> str:
+    """Operators "cli" and "nova-scheduler"'s key pairs (kvmplace.msgauth)
+    and an empty host key directory, under ``workdir``/keys."""
+    from kvmplace import msgauth
+    keys_dir = os.path.join(workdir, 'keys')
+    for name in ('cli', 'nova-scheduler'):
+        msgauth.create_keypair(os.path.join(keys_dir, 'operators'), name)
+    os.makedirs(os.path.join(keys_dir, 'hosts'), exist_ok=True)
+    return keys_dir
 
 
 def tmpdir() -> str:

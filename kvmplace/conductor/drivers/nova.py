@@ -47,6 +47,46 @@ LOG = logging.getLogger(__name__)
 FIND_MIGRATION_SECONDS = 30.0
 
 
+#: While Nova does not answer, one warning per this many seconds per
+#: migration: the watcher polls every [nova] poll_interval_seconds (0.2 s by
+#: default) and logged every failed poll before.
+OUTAGE_LOG_INTERVAL_SECONDS = 30.0
+
+
+class _Outage:
+    """Warnings about a migration's watcher not reaching Nova, rate-limited:
+    the first failure, a changed reason, then one "still" line per
+    OUTAGE_LOG_INTERVAL_SECONDS with the failed polls counted, and one line
+    when Nova answers again."""
+
+    def __init__(self, label: str, clock: clock_mod.Clock):
+        self.label = label
+        self.clock = clock
+        self.reason: Optional[str] = None
+        self.since = 0.0
+        self.logged_at = 0.0
+        self.failures = 0
+
+    def failed(self, reason: str) -> None:
+        now = self.clock.monotonic()
+        self.failures += 1
+        if reason != self.reason:
+            if self.reason is None:
+                self.since = now
+            self.reason, self.logged_at, self.failures = reason, now, 1
+            LOG.warning('migration %s: %s', self.label, reason)
+        elif now - self.logged_at >= OUTAGE_LOG_INTERVAL_SECONDS:
+            self.logged_at = now
+            LOG.warning('migration %s: still %s (%d failed looks in %.0f s)',
+                        self.label, reason, self.failures, now - self.since)
+
+    def ended(self) -> None:
+        if self.reason is not None:
+            LOG.warning('migration %s: Nova answers again after %.0f s', self.label,
+                        self.clock.monotonic() - self.since)
+            self.reason = None
+
+
 @dataclasses.dataclass
 class Job:
     """One Nova live migration kvmplace asked for, as an agent remembers a job."""
@@ -436,12 +476,14 @@ class NovaDriver:
         """Follow Nova's record until it ends; cast progress and the result."""
         tracker = self._tracker(job)
         interval = self.conf.nova.poll_interval_seconds
+        outage = _Outage(job.migration_id[:8], self.clock)
         while not self._stop.is_set():
             try:
                 if self._step(job, tracker):
                     return
+                outage.ended()
             except novaapi.NovaError as exc:
-                LOG.warning('migration %s: %s', job.migration_id[:8], exc)
+                outage.failed(str(exc))
             except Exception:  # noqa: BLE001 - keep following
                 LOG.exception('migration %s: following Nova failed', job.migration_id[:8])
             self.clock.sleep(interval)

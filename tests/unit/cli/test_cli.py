@@ -277,3 +277,20 @@ def test_main_in_process_error(capsys):
     out, err = capsys.readouterr()
     assert err == 'kvmplace: error: unknown host "ghost"\n'
     assert out == ''
+
+
+def test_keys_create_makes_a_private_pair_and_says_where_it_goes(capsys, tmp_path):
+    keys = json_main(capsys, 'keys', 'create', '--role', 'host', '--name', 'lab-h1',
+                     '--dir', str(tmp_path))
+    assert keys['signer'] == 'host:lab-h1'
+    assert 'host_keys_dir' in keys['public_key_goes_to']
+    assert oct(os.stat(keys['private_key_file']).st_mode & 0o777) == '0o600'
+    from kvmplace import msgauth
+    msgauth.load_private_key(keys['private_key_file'])
+    msgauth.load_public_key(keys['public_key_file'], 'host_keys_dir')
+    code, _, err = run_main(capsys, 'keys', 'create', '--role', 'host', '--name', 'lab-h1',
+                            '--dir', str(tmp_path))
+    assert code == 1 and err.strip().endswith('lab-h1.key: exists; not overwritten')
+    code, _, err = run_main(capsys, 'keys', 'create', '--role', 'operator',
+                            '--dir', str(tmp_path))
+    assert code == 1 and err.strip() == 'kvmplace: error: --name: required for --role operator'

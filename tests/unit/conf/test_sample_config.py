@@ -55,3 +55,19 @@ def test_shipped_nova_sample_equals_a_fresh_generation(tmp_path):
             'regenerate: oslo-config-generator --config-file '
             'etc/kvmplace/oslo-config-generator/nova-kvmplace.conf')
     assert '[kvmplace]' in fresh.read_text(encoding='utf-8')
+
+
+def test_production_message_auth_settings_parse_and_require_signatures():
+    """etc/kvmplace/message-auth/: what security.rst tells production to
+    run; every option exists, and the receivers require signatures."""
+    import kvmplace.conf
+    folder = os.path.join(ROOT, 'etc', 'kvmplace', 'message-auth')
+    expect = {'conductor.conf': ('private_key_file', 'operator_keys_dir', 'host_keys_dir'),
+              'agent.conf': ('private_key_file', 'conductor_public_key_file'),
+              'operator.conf': ('private_key_file',)}
+    assert sorted(os.listdir(folder)) == sorted(expect)
+    for name, options in expect.items():
+        conf = kvmplace.conf.new_conf(config_files=[os.path.join(folder, name)])
+        for option in options:
+            assert getattr(conf.message_auth, option), (name, option)
+        assert conf.message_auth.required is (name != 'operator.conf'), name

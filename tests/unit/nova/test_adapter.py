@@ -129,3 +129,51 @@ def test_conf_lists_its_options_without_nova():
             'weighers', 'weight_multiplier', 'default_dirty_rate_mibps',
             'max_fact_age_seconds'} <= names
     assert set(kconf.FILTERS) <= set(dec.nova_conf.FILTERS)
+
+
+def test_the_conductor_requiring_signatures_answers_the_signed_adapter_only(
+        tmp_path, caplog):
+    """nova.conf [kvmplace] message_auth_private_key_file: the adapter
+    signs as operator "<key file name>"; a conductor with [message_auth]
+    required = true answers it, and an unsigned adapter gets the refusal,
+    which the failure policy turns into one warning line."""
+    from oslo_messaging.rpc import server as rpc_server
+
+    from kvmplace import msgauth
+    private, _ = msgauth.create_keypair(str(tmp_path / 'operators'), 'nova-scheduler')
+    db = db_api.Database(f'sqlite:///{tmp_path}/d.sqlite')
+    db.upgrade()
+    decisions = dec.NovaDecisions(kconf_kvmplace.new_conf(), db)
+    decisions.import_hosts(HOSTS, LINKS, None)
+    conf = cfg.ConfigOpts()
+    register_messaging_opts(conf)
+    conf([])
+    kconf.register_opts(conf)
+    transport = messaging.get_rpc_transport(conf, url='fake:///',
+                                            allowed_remote_exmods=rpc.ALLOWED_EXMODS)
+    topic = f'kvmplace-conductor-{uuidlib.uuid4().hex[:8]}'
+    verifier = msgauth.Verifier(msgauth.OPERATOR, topic, 'c', msgauth.load_key_dir(
+        str(tmp_path / 'operators'), msgauth.OPERATOR_PREFIX, 'operator_keys_dir'), True)
+    server = rpc_server.RPCServer(transport, messaging.Target(topic=topic, server='c'),
+                                  msgauth.AuthDispatcher([dec.NovaEndpoint(decisions)],
+                                                         verifier))
+    server.start()
+    try:
+        def adapter(key):
+            client = messaging.get_rpc_client(transport, messaging.Target(
+                topic=topic, namespace=dec.NAMESPACE, version='1.0'))
+            return adapter_mod.Adapter(conf, client=adapter_mod._signed(client, key))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(adapter_mod, 'request_kind', lambda spec: ('live-migrate', 'h1'))
+            signed = adapter(private).answer(Spec(), NAMES)
+            assert not signed.failed and signed.hosts['h4'][2] == 'numa_health'
+            caplog.set_level(logging.WARNING, logger='kvmplace.nova.adapter')
+            unsigned = adapter(None).answer(Spec(), NAMES)
+        assert 'message authentication failed: unsigned message' in unsigned.failed
+        assert len(decisions.list_decisions(UUID)) == 1
+        assert [r.getMessage() for r in caplog.records
+                if r.name == 'kvmplace.nova.adapter'][0].count('fail-open') == 1
+    finally:
+        server.stop()
+        server.wait()
+        transport.cleanup()

@@ -172,3 +172,34 @@ def test_a_refused_report_is_not_stored(conf, db):  # noqa: F811
     mgr.report_state({}, _report(name='switch'))
     assert 'switch' not in [h['name'] for h in mgr.list_hosts({})]
     mgr.stop()
+
+
+def test_a_host_may_only_report_on_migrations_leaving_it(tmp_path, caplog):
+    """Message authentication (kvmplace.msgauth) tells the manager which
+    host signed a migration cast: only the migration's source counts, so
+    a compromised host cannot finish (or fake the progress of) another
+    host's migration. An unsigned cast (required = false) is as before."""
+    import uuid as uuidlib
+
+    from kvmplace import conf as kconf
+    from kvmplace.conductor import manager as cm
+    from kvmplace.conductor.db import api as db_api
+    from tests.unit.conductor import fakes
+    conf = kconf.new_conf()
+    db = db_api.Database(f'sqlite:///{tmp_path}/d.sqlite')
+    db.upgrade()
+    manager = cm.ConductorManager(conf, db, fakes.FakeAgents(fakes.FakeCloud({})))
+    try:
+        rec = db.create_migration('vm2', 'h2', 'h1', {}, instance_uuid=str(uuidlib.uuid4()))
+        db.update_migration(rec['id'], status='migrating', dest='h1')
+        caplog.set_level('WARNING', logger='kvmplace.conductor.manager')
+        found = manager._agent_cast({'kvmplace_signer': 'host:h1'}, 'migration_finished',
+                                    rec['id'], lambda p: p, {'status': 'completed'})
+        assert found is None
+        assert 'signed by host:h1, not by its source h2' in caplog.text
+        for ctxt in ({'kvmplace_signer': 'host:h2'}, {}):
+            found = manager._agent_cast(ctxt, 'migration_finished', rec['id'],
+                                        lambda p: p, {'status': 'completed'})
+            assert found is not None and found[0]['id'] == rec['id']
+    finally:
+        manager.stop()
