@@ -7,11 +7,24 @@ the caller's side.
 
 oslo.messaging registers some options (tracing) only on the global
 ``cfg.CONF``, so the services use the global CONF, set up at the cmd/ edge.
+
+oslo.messaging itself (with eventlet and oslo.service under it) takes a
+quarter of a second to import: it is imported here on first use, so that
+an offline ``kvmplace select --inventory`` never pays for it. The command
+line registers its options only when a command is about to use the bus
+(:func:`register_opts` from get_transport, broker_problem and
+kvmplace.cli.client): oslo.config reads option values from the already
+parsed files when they are asked for, so a value set in ``--config-file``
+is the same either way.
 """
 from __future__ import annotations
 
-import oslo_messaging as messaging
+from typing import TYPE_CHECKING
+
 from oslo_config import cfg
+
+if TYPE_CHECKING:
+    import oslo_messaging as messaging
 
 AGENT_TOPIC = 'kvmplace-agent'
 #: The conductor's topic for operators, the CLI and cloud schedulers.
@@ -27,9 +40,12 @@ _TRANSPORTS: dict[int, messaging.Transport] = {}
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    """Register oslo.messaging's options (transport_url, rabbit, ...) up
-    front, so config files are read for them at start and they show up
-    (masked where secret) when a service logs its option values."""
+    """Register oslo.messaging's options (transport_url, rabbit, ...).
+
+    The services do it up front, so that the options show up (masked where
+    secret) when a service logs its option values; the command line only
+    before it reads one (see the module doc). Registering again is a no-op.
+    """
     from oslo_messaging import opts as msg_opts
     for group, opts in msg_opts.list_opts():
         try:
@@ -40,13 +56,17 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 def get_transport(conf: cfg.ConfigOpts = cfg.CONF) -> messaging.Transport:
     """One RPC transport per ConfigOpts, created on first use."""
+    import oslo_messaging as messaging
     key = id(conf)
     if key not in _TRANSPORTS:
+        register_opts(conf)
         _TRANSPORTS[key] = messaging.get_rpc_transport(conf, allowed_remote_exmods=ALLOWED_EXMODS)
     return _TRANSPORTS[key]
 
 
 def get_notification_transport(conf: cfg.ConfigOpts = cfg.CONF):
+    import oslo_messaging as messaging
+    register_opts(conf)
     return messaging.get_notification_transport(conf, allowed_remote_exmods=ALLOWED_EXMODS)
 
 
@@ -54,6 +74,7 @@ def get_client(topic: str, version: str, conf: cfg.ConfigOpts = cfg.CONF,
                timeout: int | None = None):
     """An RPC client for ``topic``; it signs every message when
     [message_auth] private_key_file is set (kvmplace.msgauth)."""
+    import oslo_messaging as messaging
     target = messaging.Target(topic=topic, version=version)
     return signed(messaging.get_rpc_client(get_transport(conf), target, timeout=timeout),
                   conf, topic)
@@ -74,6 +95,7 @@ def get_server(topic: str, server: str, endpoints: list, conf: cfg.ConfigOpts = 
     ``oslo_messaging.get_rpc_server`` builds, with that dispatcher; the
     executor is oslo.messaging's default (threading: eventlet never
     monkey-patches our processes)."""
+    import oslo_messaging as messaging
     from oslo_messaging.rpc import server as rpc_server
 
     from kvmplace import msgauth
@@ -90,6 +112,9 @@ def broker_problem(conf: cfg.ConfigOpts = cfg.CONF, timeout: float = 2.0) -> str
     The URL's password is never part of the answer.
     """
     import socket
+
+    import oslo_messaging as messaging
+    register_opts(conf)
     try:
         url = messaging.TransportURL.parse(conf, conf.transport_url)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the answer

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import Iterable, Optional
-
-import networkx as nx
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from kvmplace import objects
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 DEFAULT_SWITCH = 'switch'
 
@@ -111,6 +112,9 @@ class Topology:
         """The networkx graph (nodes with ``kind`` and hosts' ``nic_mbps``,
         edges with ``mbps``), built on first use."""
         if self._graph is None:
+            # networkx costs 0.2 s to import; the scheduler's questions
+            # (capacities, paths) are answered from the adjacency dicts.
+            import networkx as nx
             assert self._parts is not None   # built by build(), or given a graph
             nodes, edges = self._parts
             graph = nx.Graph()

@@ -8,6 +8,7 @@ operators can rely on.
 from __future__ import annotations
 
 import difflib
+import importlib.metadata
 import logging
 import sys
 import traceback
@@ -18,7 +19,6 @@ from cliff import help as cliff_help
 from oslo_config import cfg
 
 import kvmplace.conf
-from kvmplace import rpc
 from kvmplace.cli import base
 from kvmplace.exception import KvmplaceError
 
@@ -34,6 +34,19 @@ class ExactCommandManager(commandmanager.CommandManager):
     command into another: a command spelled in full wins over an
     abbreviation of a longer one; abbreviations still work when no command
     is spelled in full."""
+
+    def load_commands(self, namespace):
+        """The commands' entry points, none of them imported yet.
+
+        cliff asks stevedore, which imports every command's module (and so
+        rich, the RPC clients, ...) for any command: a third of a second
+        before ``select --inventory`` starts. An entry point is loaded when
+        its command runs (find_command) or is listed with help."""
+        self.group_list.append(namespace)
+        for entry_point in importlib.metadata.entry_points(group=namespace):
+            name = entry_point.name.replace('_', ' ') if self.convert_underscores \
+                else entry_point.name
+            self.commands[name] = entry_point      # the last one wins, as in cliff
 
     def find_command(self, argv):
         for i in range(self._get_last_possible_command_index(argv), 0, -1):
@@ -83,8 +96,10 @@ class KvmplaceApp(cliff_app.App):
 
     def initialize_app(self, argv):
         conf = cfg.CONF
-        kvmplace.conf.register_opts(conf)
-        rpc.register_opts(conf)
+        # Not keystoneauth1's [nova] options (the conductor talks to Nova,
+        # the command line never does) nor oslo.messaging's, which the
+        # commands that use the bus register when they do (kvmplace.rpc).
+        kvmplace.conf.register_opts(conf, nova_clients=False)
         try:
             conf([], project='kvmplace', default_config_files=self.options.config_file,
                  default_config_dirs=[])

@@ -15,14 +15,15 @@ def conductor(app):
     there is no broker configured."""
     import oslo_messaging as messaging
 
+    from kvmplace import rpc
     from kvmplace.conductor import rpcapi
     conf = app.conf
+    rpc.register_opts(conf)         # the command line registers them on first use
     if not conf.transport_url or not messaging.TransportURL.parse(conf, conf.transport_url).hosts:
         raise KvmplaceError('no transport_url: pass --config-file with [DEFAULT] '
                             'transport_url (or use --inventory for offline planning)')
     # The rabbit driver retries an unreachable broker for ever, whatever the
     # call timeout: look first, and say so in one line at once.
-    from kvmplace import rpc
     problem = rpc.broker_problem(conf, timeout=min(5.0, float(app.options.rpc_timeout)))
     if problem:
         raise KvmplaceError(f'{problem}: is RabbitMQ running?')

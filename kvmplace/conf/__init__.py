@@ -16,11 +16,18 @@ from kvmplace.conf import scheduler
 _MODULES = (scheduler, estimator, conductor, agent, nova, message_auth)
 
 
-def register_opts(conf: cfg.ConfigOpts) -> None:
+def register_opts(conf: cfg.ConfigOpts, nova_clients: bool = True) -> None:
+    """Every group's options. ``nova_clients=False`` leaves keystoneauth1's
+    options out of [nova] and [placement]: the command line never talks to
+    Nova, and keystoneauth1 is slow to import (kvmplace.conf.nova)."""
     for module in _MODULES:
-        for group in module.list_opts():
+        groups = nova.GROUPS if module is nova else module.list_opts()
+        for group in groups:
             _register_own_group(conf, group)
-        module.register_opts(conf)
+        if module is nova:
+            nova.register_opts(conf, clients=nova_clients)
+        else:
+            module.register_opts(conf)
 
 
 def _register_own_group(conf: cfg.ConfigOpts, group: cfg.OptGroup) -> None:

@@ -8,10 +8,14 @@ project, domain...), the session options (cafile, insecure, timeout...)
 and the adapter options (region_name, valid_interfaces, endpoint_override,
 service_type). [placement] holds adapter options only and shares [nova]'s
 session and credentials.
+
+keystoneauth1 (with requests and urllib3) takes a tenth of a second to
+import, and only the conductor's Nova driver reads those options: the
+command line registers [nova] and [placement] without them
+(``register_opts(conf, clients=False)``), everything else with them.
 """
 import copy
 
-from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
 GROUP = cfg.OptGroup(
@@ -67,7 +71,12 @@ COMPUTE_SERVICE_TYPE = 'compute'
 PLACEMENT_SERVICE_TYPE = 'placement'
 
 
+#: The groups, for kvmplace.conf to register its own copies of.
+GROUPS = (GROUP, PLACEMENT_GROUP)
+
+
 def _adapter_opts(service_type: str) -> list:
+    from keystoneauth1 import loading as ks_loading
     opts = copy.deepcopy(ks_loading.get_adapter_conf_options(include_deprecated=False))
     for opt in opts:
         if opt.dest == 'service_type':
@@ -78,26 +87,33 @@ def _adapter_opts(service_type: str) -> list:
 def _auth_opts() -> list:
     """The auth options the sample shows: the common ones plus the
     password plugin's (the usual service-user setup)."""
+    from keystoneauth1 import loading as ks_loading
     opts = ks_loading.get_auth_common_conf_options()
     names = {o.dest for o in opts}
     return opts + [o for o in ks_loading.get_auth_plugin_conf_options('password')
                    if o.dest not in names]
 
 
-def register_opts(conf: cfg.ConfigOpts) -> None:
+def register_opts(conf: cfg.ConfigOpts, clients: bool = True) -> None:
+    """[nova] and [placement]; with ``clients``, keystoneauth1's session,
+    auth and adapter options in them too (see the module doc)."""
     conf.register_group(GROUP)
     conf.register_opts(OPTS, group=GROUP)
+    conf.register_group(PLACEMENT_GROUP)
+    if not clients:
+        return
+    from keystoneauth1 import loading as ks_loading
     ks_loading.register_session_conf_options(conf, GROUP.name)
     ks_loading.register_auth_conf_options(conf, GROUP.name)
     ks_loading.register_adapter_conf_options(conf, GROUP.name, include_deprecated=False)
     conf.set_default('service_type', COMPUTE_SERVICE_TYPE, group=GROUP.name)
-    conf.register_group(PLACEMENT_GROUP)
     ks_loading.register_adapter_conf_options(conf, PLACEMENT_GROUP.name,
                                              include_deprecated=False)
     conf.set_default('service_type', PLACEMENT_SERVICE_TYPE, group=PLACEMENT_GROUP.name)
 
 
 def list_opts():
+    from keystoneauth1 import loading as ks_loading
     return {GROUP: OPTS + ks_loading.get_session_conf_options() + _auth_opts()
             + _adapter_opts(COMPUTE_SERVICE_TYPE),
             PLACEMENT_GROUP: _adapter_opts(PLACEMENT_SERVICE_TYPE)}

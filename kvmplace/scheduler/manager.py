@@ -129,9 +129,13 @@ class SchedulerManager:
         Returns ``{"instance", "source", "ranked": [...], "rejected": [...]}``
         as ARCHITECTURE "CLI" defines; ``ranked`` best first.
         """
-        spec = self.build_spec(inventory, request, topology, now)
-        return self.select_with_spec(spec, hosts if hosts is not None
-                                     else inventory.hosts.values())
+        # The topology and the source's path widths are cluster-sized too
+        # (a dict entry per host): paused with the ranking, or a full
+        # collection walks the whole inventory while they are built.
+        with gcpause.paused():
+            spec = self.build_spec(inventory, request, topology, now)
+            return self.select_with_spec(spec, hosts if hosts is not None
+                                         else inventory.hosts.values())
 
     def select_with_spec(self, spec: RequestSpec, hosts: Iterable[objects.Host]) -> dict:
         with gcpause.paused():      # a cluster-sized answer, no cycles in it
@@ -188,16 +192,24 @@ class SchedulerManager:
             return []
         names = [h.name for h in hosts]
         totals = [0.0] * len(hosts)
-        explained: list[dict] = [{} for _ in hosts]
+        # Each weigher's explanation of every host, a column at a time (a
+        # comprehension, not a loop body per host and weigher); a weigher
+        # named twice keeps its first place and its last column, as
+        # assigning each host's dict in turn did.
+        cells: dict[str, list[dict]] = {}
         for weigher in self.weighers:
             raw = as_floats(weigher.weigh_column(cols, spec), len(hosts))
             norm = normalize(raw)
             mult = weigher.multiplier
             totals = [total + mult * x for total, x in zip(totals, norm)]
-            name = weigher.name
-            for host_weighers, r, x in zip(explained, columns.round_all(raw, 4),
-                                           columns.round_all(norm, 4)):
-                host_weighers[name] = {'raw': r, 'normalized': x, 'multiplier': mult}
+            cells[weigher.name] = [{'raw': r, 'normalized': x, 'multiplier': mult}
+                                   for r, x in zip(columns.round_all(raw, 4),
+                                                   columns.round_all(norm, 4))]
+        if cells:
+            weigher_names = list(cells)
+            explained = [dict(zip(weigher_names, row)) for row in zip(*cells.values())]
+        else:
+            explained = [{} for _ in hosts]
         weights = columns.round_all(totals, 6)
         estimates = objects.estimate_dicts(cols.estimates)
         return [{'host': names[i], 'weight': weights[i], 'weighers': explained[i],
