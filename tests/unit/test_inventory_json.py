@@ -131,3 +131,31 @@ def test_a_name_with_a_colon_takes_the_long_way_and_loads(tmp_path):
     path = tmp_path / 'inv.json'
     path.write_text(text)
     assert 'vm:1' in inventory.load(str(path)).instances
+
+
+def test_a_key_given_twice_is_found_beside_a_colon_in_a_string(tmp_path):
+    """Both add colons to the text beyond the keys orjson kept, so they
+    cannot cancel out in the count (a review worried they might)."""
+    data = _valid()
+    host = data[0][1][1]            # hosts[1]
+    host[[k for k, _ in host].index('cpu_model')] = ('cpu_model', '"Has:well"')
+    host.append(('memory_mib', dict(host)['memory_mib']))
+    text = dump(data)
+    assert inventory._quick_json(text) is None
+    path = tmp_path / 'inv.json'
+    path.write_text(text)
+    assert _outcome(text, str(path), True) == \
+        'error: hosts[1].memory_mib: is given twice in the same object'
+
+
+def test_an_escaped_colon_cannot_hide_a_key_given_twice(tmp_path):
+    data = _valid()
+    host = data[0][1][1]
+    host[[k for k, _ in host].index('cpu_model')] = ('cpu_model', '"Has\\u003awell"')
+    host.append(('memory_mib', dict(host)['memory_mib']))
+    text = dump(data)
+    assert inventory._quick_json(text) is None
+    path = tmp_path / 'inv.json'
+    path.write_text(text)
+    assert _outcome(text, str(path), True) == \
+        'error: hosts[1].memory_mib: is given twice in the same object'
