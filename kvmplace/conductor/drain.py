@@ -266,8 +266,11 @@ class DrainExecutor:
             # It starts on a share of a link that other migrations of this
             # drain use too: hold it to its planned share so they get theirs.
             policy['bandwidth_cap_mibps'] = round(steps[0][1], 2)
-        return self.ctx.start_migration(planned['instance'], planned['dest'], policy,
-                                        drain_id=self.drain_id)
+        return self.ctx.start_migration(
+            planned['instance'], planned['dest'], policy, drain_id=self.drain_id,
+            planned={k: planned[k] for k in ('start_seconds', 'predicted_seconds',
+                                             'bandwidth_mibps', 'reserve_mibps')
+                     if k in planned})
 
 
 def start_drain(ctx, host: str, dry_run: bool = False) -> dict:

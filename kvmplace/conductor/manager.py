@@ -328,7 +328,7 @@ class ConductorManager:
                                     policy)
 
     def start_migration(self, instance: str, dest: Optional[str], policy: Optional[dict],
-                        drain_id: Optional[str] = None) -> dict:
+                        drain_id: Optional[str] = None, planned: Optional[dict] = None) -> dict:
         policy_dict = v.policy_dict(policy)
         inventory, _ = self.snapshot()
         inst = inventory.instances.get(instance)
@@ -342,7 +342,7 @@ class ConductorManager:
         rec = self.db.create_migration(instance, inst.host, dest, policy_dict,
                                        drain_id=drain_id, conductor=self.owner,
                                        instance_uuid=inst.uuid,
-                                       lease_expires=self.leases.expiry())
+                                       lease_expires=self.leases.expiry(), planned=planned)
         self.start_workflow(rec['id'])
         return rec
 

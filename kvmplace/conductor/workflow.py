@@ -320,19 +320,25 @@ class MigrationWorkflow:
             raise NoValidHost('every destination refused: ' + '; '.join(
                 f"{a['host']}: {a['reason']}" for a in attempts))
         cand, answer = chosen
+        # What a drain's plan expected of it (db.create_migration), kept.
+        planned = (rec.get('estimate') or {}).get('planned')
         # What the estimate was made from, so that the finished migration
         # can be compared with it (learning.Learner.learn).
         estimate = dict(cand['estimate'], inputs={
             'memory_mib': instance.memory_mib, 'dirty_rate_mibps': instance.dirty_rate_mibps,
-            'disk_mib': instance.disk_mib})
+            'disk_mib': instance.disk_mib}, **({'planned': planned} if planned else {}))
         rec = self.set(dest=cand['host'], estimate=estimate, dest_cpus=answer.get('cpus'),
                        instance_uuid=guest.get('uuid'))
         path = topology.widest_path(instance.host, cand['host'])
         cap = policy.bandwidth_cap_mibps
+        mibps = float(min(cap, estimate['bandwidth_mibps']) if cap
+                      else estimate['bandwidth_mibps'])
+        if planned and planned.get('reserve_mibps') and cand['host'] == rec.get('requested_dest'):
+            # The plan's hold on the links: a stream in a pool paced by its
+            # source's CPUs holds less than its rate (planner/schedule.py).
+            mibps = min(mibps, float(planned['reserve_mibps']))
         slot = adm.Slot(self.mid, instance.host, cand['host'], path.links if path else (),
-                        float(min(cap, estimate['bandwidth_mibps']) if cap
-                              else estimate['bandwidth_mibps']),
-                        planned=bool(rec.get('drain_id')))
+                        mibps, planned=bool(rec.get('drain_id')))
         if self.parts.admission.try_acquire(slot) is not None:
             sid = self.db.add_step(self.mid, 'admission', None, status=StepStatus.WAITING)
             ok = self.parts.admission.acquire(

@@ -417,7 +417,9 @@ def fit(drains: Iterable[tuple[dict, list[dict]]], params: estimator.ModelParams
     return Concurrency(
         record_overhead_seconds=clamp(_shrink([clamp(v) for v in overheads],
                                               prior.record_overhead_seconds, prior_samples)),
-        contention=_shrink(contentions, prior.contention, prior_samples),
+        # Clamped again: the weighted mean of values at the bound can round
+        # past it (3.0000000000000004).
+        contention=min(MAX_CONTENTION, _shrink(contentions, prior.contention, prior_samples)),
         start_lag_seconds=clamp(_shrink([clamp(v) for v in lags], prior.start_lag_seconds,
                                         prior_samples)),
         verify_seconds=clamp(_shrink([clamp(v) for v in tails], prior.verify_seconds,

@@ -83,6 +83,9 @@ class Planned:
     pre_pin: Optional[dict] = None
     bandwidth_steps: list = field(default_factory=list)
     solo_mibps: float = 0.0
+    #: What it holds of its links as it starts: its rate, or in a
+    #: shared-source pool its share of the pool's pace (:meth:`Scheduler._hold`).
+    reserve_mibps: float = 0.0
 
     @property
     def end_seconds(self) -> float:
@@ -101,7 +104,8 @@ class Planned:
                 'data_mib': round(self.data_mib, 1), 'pre_pin': self.pre_pin,
                 'links': [list(link) for link in self.links],
                 'bandwidth_steps': self.bandwidth_steps,
-                'solo_mibps': round(self.solo_mibps, 2)}
+                'solo_mibps': round(self.solo_mibps, 2),
+                'reserve_mibps': round(self.reserve_mibps or self.bandwidth_mibps, 2)}
 
 
 @dataclass
@@ -153,22 +157,39 @@ class _Running:
         self.inst = inst
         self.params = params
         self.rate = 0.0
+        #: MiB/s it holds on its links in the ledger: ``rate``, except in a
+        #: shared-source pool (:meth:`Scheduler._hold`).
+        self.held = 0.0
         self.factor = 1.0
         self.fixed_left = max(0.0, fixed_seconds)
         self.done = 0.0          # fraction of the work done
         self.since = plan.start_seconds
         self.steps: list[list[float]] = []
         self._durations: dict[float, float] = {}
+        self._data: dict[float, float] = {}
         self.pool_end: Optional[float] = None
 
     def duration_at(self, mibps: float) -> float:
         # end_time() is asked at every examination of every pending move.
         seconds = self._durations.get(mibps)
         if seconds is None:
-            seconds = self._durations[mibps] = estimator.precopy(
-                self.inst.memory_mib, self.inst.dirty_rate_mibps, mibps, self.params,
-                self.inst.disk_mib).total_seconds
+            self._run_at(mibps)
+            seconds = self._durations[mibps]
         return seconds
+
+    def data_at(self, mibps: float) -> float:
+        """MiB its pre-copy sends at ``mibps`` (dirty pages sent again included)."""
+        data = self._data.get(mibps)
+        if data is None:
+            self._run_at(mibps)
+            data = self._data[mibps]
+        return data
+
+    def _run_at(self, mibps: float) -> None:
+        run = estimator.precopy(self.inst.memory_mib, self.inst.dirty_rate_mibps, mibps,
+                                self.params, self.inst.disk_mib)
+        self._durations[mibps] = run.total_seconds
+        self._data[mibps] = run.data_mib
 
     def advance(self, now: float) -> None:
         elapsed = now - self.since
@@ -203,7 +224,7 @@ class _Busy(_Running):
     def __init__(self, name: str, links: tuple, mibps: float, until_seconds: float):
         plan = Planned(name, '', '', 0.0, until_seconds, 0.0, mibps, 'busy', tuple(links))
         self.plan = plan
-        self.solo = self.rate = mibps
+        self.solo = self.rate = self.held = mibps
         self.until = max(0.0, until_seconds)
         self.done = 0.0
         self.since = 0.0
@@ -375,6 +396,7 @@ class Scheduler:
             extra = min(r.solo - r.rate, self.ledger.room(r.plan.links))
             if extra > 1e-9:
                 self.ledger.take(r.plan.links, extra)
+                r.held += extra
                 r.set_rate(now, r.rate + extra)
 
     def run(self, moves: list[Move], fits: Callable[[objects.Instance, str], bool],
@@ -409,9 +431,17 @@ class Scheduler:
                 r = _Running(plan, solo, move.instance, self.params, fixed)
                 r.set_rate(now, plan.bandwidth_mibps)
                 self.ledger.take(plan.links, r.rate)
+                r.held = r.rate
                 running.append(r)
                 pending.remove(move)
+                if self.concurrency.shared_source:
+                    # Its pool's members now hold their share of the pool's
+                    # pace, which may leave room for the next move.
+                    self._contend(running)
             self._contend(running)
+            for r in running:
+                if not r.plan.reserve_mibps and not isinstance(r, _Busy):
+                    r.plan.reserve_mibps = r.held     # what it holds as it starts
             if not any(not isinstance(r, _Busy) for r in running) and not pending:
                 break
             if not running:
@@ -432,7 +462,7 @@ class Scheduler:
             ended = [r for r in running if r is nxt or r.done >= 1.0 - 1e-9]
             for r in ended:
                 running.remove(r)
-                self.ledger.give(r.plan.links, r.rate)
+                self.ledger.give(r.plan.links, r.held)
                 if not isinstance(r, _Busy):
                     finished.append(self._close(r, now))
             self._top_up(running, now)
@@ -490,6 +520,7 @@ class Scheduler:
                                      math.inf, speed)
                 for r, end in zip(members, ends):
                     r.pool_end = end
+                    self._hold(r, alone=len(members) == 1)
             return
         if not model.contention and model.pace == 1.0:
             return
@@ -502,6 +533,30 @@ class Scheduler:
                 continue
             streams = sum(1 for other in hosts if mine & other)
             r.factor = model.factor(streams)
+
+    def _hold(self, r: _Running, alone: bool) -> None:
+        """Hold on ``r``'s links what it sends as a pool member: its data
+        left over the pool's time left, never more than its rate; alone,
+        its rate (as the per-stream model holds it).
+
+        A pool's streams are paced by the source's CPUs, not by their
+        links (planner/concurrency.py): on the lab five streams out of one
+        host each sent 25-35 MiB/s while their 1 Gbit/s links carry 108.
+        Holding each link at the member's full rate kept a second guest
+        off every destination already receiving one, so a drain of five
+        guests over four fast hosts ran four, then one: 15 s where all
+        five at once took 12 s (plain libvirt, doc/source/benchmarks/drain.rst).
+        """
+        left = (r.pool_end or 0.0) - r.since - r.fixed_left
+        if not alone and left > 1e-9:
+            want = min(r.rate, max(0.0, 1.0 - r.done) * r.data_at(r.rate * r.factor) / left)
+        else:
+            want = r.rate
+        if want > r.held + 1e-9:
+            self.ledger.take(r.plan.links, want - r.held)
+        elif want < r.held - 1e-9:
+            self.ledger.give(r.plan.links, r.held - want)
+        r.held = want
 
     def _close(self, r: _Running, now: float) -> Planned:
         p = r.plan

@@ -199,8 +199,12 @@ class Database:
                          policy: dict, drain_id: Optional[str] = None,
                          conductor: Optional[str] = None,
                          instance_uuid: Optional[str] = None,
-                         lease_expires: Optional[float] = None) -> dict:
+                         lease_expires: Optional[float] = None,
+                         planned: Optional[dict] = None) -> dict:
         """Create a queued migration, refusing a second active one per guest.
+
+        ``planned`` is what a drain's plan expects of it (kept in its
+        estimate as ``planned``: the links it may hold, its predicted time).
 
         The check and the insert share one transaction under a lock, so two
         requests to this conductor cannot both get through; a unique index
@@ -219,6 +223,7 @@ class Database:
             requested_dest=requested_dest, status=MigrationStatus.QUEUED.value, policy=policy,
             drain_id=drain_id, conductor=conductor, attempts=[],
             instance_uuid=instance_uuid,
+            estimate={'planned': planned} if planned else None,
             lease_owner=conductor if lease_expires is not None else None,
             lease_expires=lease_expires))
 

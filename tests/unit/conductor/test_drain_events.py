@@ -37,11 +37,12 @@ class Ctx:
     def snapshot(self):
         return self.inventory, topo.Topology.from_inventory(self.inventory)
 
-    def start_migration(self, instance, dest, policy, drain_id=None):
+    def start_migration(self, instance, dest, policy, drain_id=None, planned=None):
         if self.refuse:
             raise KvmplaceError('agent away')
         source = self.inventory.instances[instance].host
-        return self.db.create_migration(instance, source, dest, policy, drain_id=drain_id)
+        return self.db.create_migration(instance, source, dest, policy, drain_id=drain_id,
+                                        planned=planned)
 
 
 @pytest.fixture

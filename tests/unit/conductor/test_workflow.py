@@ -258,6 +258,31 @@ def test_link_capacity_limits_concurrency(conf, db):
             'finished_at']
 
 
+@pytest.mark.parametrize('reserve_mibps', [None, 30.0])
+def test_a_drains_planned_hold_on_the_links_is_what_admission_counts(conf, db, reserve_mibps):
+    """Two guests of one drain leave a 1 GbE host together when the plan
+    says each holds 30 MiB/s of its 72 (a shared-source pool paced by the
+    source's CPUs, planner/schedule.py); with no such hold each counts its
+    full estimate and the second queues for the link."""
+    cloud = fakes.FakeCloud({'h1': _host(link=1000, mem=65536), 'h2': _host(mem=65536)})
+    cloud.add_guest('a', 'h1')
+    cloud.add_guest('b', 'h1')
+    mgr, agents = make(conf, db, cloud, migrate_seconds=1.0)
+    drain = db.create_drain('drain', 'h1', {'initial': {}})
+    planned = {'start_seconds': 0.0, 'predicted_seconds': 5.0, 'bandwidth_mibps': 100.0,
+               **({'reserve_mibps': reserve_mibps} if reserve_mibps else {})}
+    ids = [mgr.start_migration(g, 'h2', {}, drain_id=drain['id'], planned=planned)['id']
+           for g in ('a', 'b')]
+    finals = [wait_final(mgr, mid) for mid in ids]
+    assert [f['status'] for f in finals] == ['completed', 'completed']
+    assert all(f['estimate']['planned'] == planned for f in finals)
+    waited = [s for f in finals for s in f['steps'] if s['name'] == 'admission']
+    if reserve_mibps:
+        assert waited == [], waited
+    else:
+        assert waited and 'link' in (waited[0]['message'] or '')
+
+
 def test_drain_empties_the_host_and_sets_maintenance(conf, db):
     cloud = fakes.FakeCloud({'h1': _host(mem=65536), 'h2': _host(mem=65536),
                              'h3': _host(mem=65536, link=1000)})

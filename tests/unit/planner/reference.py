@@ -88,6 +88,7 @@ class ExhaustiveScheduler(schedule.Scheduler):
             extra = min(r.solo - r.rate, self.ledger.room(r.plan.links))
             if extra > 1e-9:
                 self.ledger.take(r.plan.links, extra)
+                r.held += extra
                 r.set_rate(now, r.rate + extra)
 
     def run(self, moves: list[Move], fits: Callable[[objects.Instance, str], bool],
@@ -127,6 +128,7 @@ class ExhaustiveScheduler(schedule.Scheduler):
                 r = _Running(plan, solo, move.instance, self.params)
                 r.set_rate(now, plan.bandwidth_mibps)
                 self.ledger.take(plan.links, r.rate)
+                r.held = plan.reserve_mibps = r.rate
                 running.append(r)
                 pending.remove(move)
             if not any(not isinstance(r, _Busy) for r in running) and not pending:
@@ -150,7 +152,7 @@ class ExhaustiveScheduler(schedule.Scheduler):
             ended = [r for r in running if r is nxt or r.done >= 1.0 - 1e-9]
             for r in ended:
                 running.remove(r)
-                self.ledger.give(r.plan.links, r.rate)
+                self.ledger.give(r.plan.links, r.held)
                 if not isinstance(r, _Busy):
                     finished.append(self._close(r, now))
             self._top_up(running, now)
