@@ -28,8 +28,9 @@ nova      Nova's defaults: one live migration at a time from the host
           _steps 10, _delay 75 s per GiB, at least 2 GiB).
 kubevirt  KubeVirt's defaults: at most 2 outbound migrations per node and 5
           in the cluster, each to the host with the most free RAM counting
-          the ones in flight; QEMU's default max downtime (KubeVirt sets
-          none).
+          the ones in flight, its memory over 8 parallel connections
+          (multifd, as KubeVirt's virt-handler sets for a VMI without a CPU
+          limit); QEMU's default max downtime (KubeVirt sets none).
 operator  an operator who first disables the degraded host, then Nova's
           defaults on the rest.
 
@@ -78,6 +79,11 @@ MAX_DOWNTIME_MS = 500
 #: Nova's [libvirt] defaults (nova/conf/libvirt.py).
 NOVA_DOWNTIME_MS, NOVA_DOWNTIME_STEPS, NOVA_DOWNTIME_DELAY_S = 500, 10, 75
 KUBEVIRT_PER_NODE, KUBEVIRT_PER_CLUSTER = 2, 5
+#: KubeVirt's virt-handler sends memory over 8 parallel connections
+#: (VIR_MIGRATE_PARALLEL, QEMU's multifd) for every VMI without a CPU
+#: limit, since KubeVirt 1.4 (kubevirt/kubevirt pull request 12705:
+#: ``parallelMultifdMigrationThreads = 8`` in pkg/virt-handler).
+KUBEVIRT_MULTIFD_CONNECTIONS = 8
 ARMS = ['kvmplace', 'nova', 'kubevirt', 'operator']
 
 
@@ -183,7 +189,7 @@ def one_at_a_time(state: dict, allowed: list[str]) -> dict:
 def kubevirt(state: dict) -> dict:
     """KubeVirt's defaults: <= 2 outbound per node (one source here, so 2
     at once; <= 5 in the cluster), most free RAM counting those in flight,
-    QEMU's default max downtime."""
+    8 multifd connections, QEMU's default max downtime."""
     lock = threading.Lock()
     queue = list(drained_guests(state))
     in_flight: dict[str, str] = {}
@@ -198,7 +204,7 @@ def kubevirt(state: dict) -> dict:
                 guest = queue.pop(0)
                 dest = most_free(state, DESTS, in_flight)
                 in_flight[guest] = dest
-            move = _move(guest, dest, t0)
+            move = _move(guest, dest, t0, parallel_connections=KUBEVIRT_MULTIFD_CONNECTIONS)
             with lock:
                 in_flight.pop(guest, None)
                 moves.append(move)

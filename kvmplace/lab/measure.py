@@ -79,7 +79,8 @@ def migrate(guest: str, dest: str, *, non_shared_disk: bool = False,
             bandwidth_mibps: int | None = None, extra_flags: int = 0,
             max_downtime_ms: int | None = None,
             dest_uri: str | None = None,
-            downtime_steps: list[tuple[float, int]] | None = None) -> MigrationResult:
+            downtime_steps: list[tuple[float, int]] | None = None,
+            parallel_connections: int | None = None) -> MigrationResult:
     """Live-migrate ``guest`` to lab host ``dest`` and measure it.
 
     With ``non_shared_disk`` the guest's local disks are copied
@@ -92,6 +93,8 @@ def migrate(guest: str, dest: str, *, non_shared_disk: bool = False,
     ``downtime_steps`` [(seconds, ms), ...] raises the max downtime as the
     job ages, as Nova's live_migration_downtime_steps do (its first step
     replaces ``max_downtime_ms``).
+    ``parallel_connections`` sends memory over that many connections
+    (VIR_MIGRATE_PARALLEL, QEMU's multifd), as KubeVirt does by default.
     """
     steps = sorted(downtime_steps or [])
     if steps:
@@ -113,6 +116,9 @@ def migrate(guest: str, dest: str, *, non_shared_disk: bool = False,
         params: dict = {}
         if bandwidth_mibps:
             params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = bandwidth_mibps
+        if parallel_connections:
+            flags |= libvirt.VIR_MIGRATE_PARALLEL
+            params[libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] = parallel_connections
         samples: list[dict] = []
         done = threading.Event()
 
