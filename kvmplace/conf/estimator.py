@@ -109,8 +109,10 @@ OPTS = [
              'members\' (seen where the hosts\' CPUs bound the streams: their '
              'pre-copies converge together). Off: each stream ends by its own '
              'data, its rate divided by 1 + stream_contention x (others). '
-             'Learning reads stream_contention in the model chosen here. See '
-             'kvmplace.planner.concurrency.'),
+             'A pool member holds on its links what it sends at the pool\'s '
+             'pace (its data over the pool\'s time), not its full rate, so '
+             'several may share a link. Learning reads stream_contention in '
+             'the model chosen here. See kvmplace.planner.concurrency.'),
     cfg.BoolOpt(
         'learn_concurrency', default=True,
         help='Learn migration_overhead_seconds, stream_contention and '
