@@ -78,7 +78,7 @@ def _columns(memory_mib: float, dirty_rate_mibps: float, r: np.ndarray,
     at_cap = total[:, -1]
     allowed = at_cap + np.maximum(at_cap * params.downtime_tolerance_pct / 100.0,
                                   params.downtime_tolerance_seconds)
-    fits = conv & (total <= allowed[:, None])
+    fits = conv & (total <= allowed[:, None]) & (auto == auto[:, -1:])
     pick = np.where(conv[:, -1], np.argmax(fits, axis=1), m - 1)
     rows = np.arange(len(r))
     return [estimator.Precopy(k, d, s, w, c, 'auto-converge' if a else 'pre-copy')

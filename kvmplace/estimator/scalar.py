@@ -122,8 +122,10 @@ def downtime_limit_ms(memory_mib: float, dirty_rate_mibps: float, bandwidth_mibp
     500 ms budget with QEMU at 265 ms), while a guest that dirties little
     converges just as fast at 50 ms (Nova's first step paused 56-176 ms on
     the same guests). So the part of the pause QEMU controls is kept as
-    small as convergence allows. A run that does not converge even at the
-    cap gets the cap. :func:`precopy` predicts with this limit.
+    small as convergence allows. A rung whose extra rounds would make the
+    model throttle the guest (auto-converge) where the cap does not is
+    passed over; a run that does not converge even at the cap gets the
+    cap. :func:`precopy` predicts with this limit.
     """
     return _choose(memory_mib, dirty_rate_mibps, bandwidth_mibps, params, disk_mib)[0]
 
@@ -267,7 +269,10 @@ def _choose(memory_mib: float, dirty_rate_mibps: float, bandwidth_mibps: float,
         return ladder[-1], at_cap
     allowed = at_cap.total_seconds + downtime_tolerance_seconds(at_cap.total_seconds, params)
     for limit, run in zip(ladder, runs):
-        if run.converges and run.total_seconds <= allowed:
+        # The extra rounds of a smaller limit must not be what makes the
+        # model throttle the guest (auto-converge): that costs the guest,
+        # not time.
+        if run.converges and run.total_seconds <= allowed and run.mode == at_cap.mode:
             return limit, run
     return ladder[-1], at_cap       # not reached: the cap's own run qualifies
 
