@@ -72,9 +72,9 @@ def _columns(memory_mib: float, dirty_rate_mibps: float, r: np.ndarray,
     # chosen as estimator._choose does.
     ladder = estimator.downtime_ladder_ms(params)
     m = len(ladder)
-    runs = _rungs(memory_mib, dirty_rate_mibps, np.repeat(r, m),
+    cols = _rungs(memory_mib, dirty_rate_mibps, np.repeat(r, m),
                   np.tile(np.array(ladder, dtype=np.float64), len(r)), params, disk_mib)
-    rounds, data, total, down, conv, auto = (a.reshape(len(r), m) for a in runs)
+    rounds, data, total, down, conv, auto = (a.reshape(len(r), m) for a in cols)
     at_cap = total[:, -1]
     allowed = at_cap + np.maximum(at_cap * params.downtime_tolerance_pct / 100.0,
                                   params.downtime_tolerance_seconds)
