@@ -79,7 +79,10 @@ def _columns(memory_mib: float, dirty_rate_mibps: float, r: np.ndarray,
     allowed = at_cap + np.maximum(at_cap * params.downtime_tolerance_pct / 100.0,
                                   params.downtime_tolerance_seconds)
     fits = conv & (total <= allowed[:, None]) & (auto == auto[:, -1:])
-    pick = np.where(conv[:, -1], np.argmax(fits, axis=1), m - 1)
+    # The smallest rung of the run of fitting rungs that ends at the cap:
+    # where the scalar search stops.
+    block = np.logical_and.accumulate(fits[:, ::-1], axis=1)[:, ::-1]
+    pick = np.where(conv[:, -1], np.argmax(block, axis=1), m - 1)
     rows = np.arange(len(r))
     return [estimator.Precopy(k, d, s, w, c, 'auto-converge' if a else 'pre-copy')
             for k, d, s, w, c, a in zip(rounds[rows, pick].tolist(), data[rows, pick].tolist(),
@@ -89,7 +92,7 @@ def _columns(memory_mib: float, dirty_rate_mibps: float, r: np.ndarray,
 
 def _rungs(memory_mib: float, dirty_rate_mibps: float, r: np.ndarray, limits_ms: np.ndarray,
            params: estimator.ModelParams, disk_mib: float) -> tuple[np.ndarray, ...]:
-    """The vectorized body of :func:`estimator._runs`: pre-copy of each
+    """The vectorized pre-copy loop of :func:`estimator._choose`: pre-copy of each
     rate ``r[i]`` with QEMU's limit at ``limits_ms[i]``, as columns
     (rounds, data, total, downtime, converges, auto-converged)."""
     overhead_s = params.switchover_overhead_ms / 1000.0

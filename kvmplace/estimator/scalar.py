@@ -14,8 +14,9 @@ times per scheduling request.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
-from typing import Any, Optional, cast
+from typing import Any, Optional
 
 from kvmplace import objects
 from kvmplace import resources
@@ -100,8 +101,12 @@ def downtime_ladder_ms(params: ModelParams) -> tuple[int, ...]:
     """The downtime limits QEMU may be given, smallest first, ending at
     :func:`downtime_cap_ms`: 50, 100, ... 300 ms, then doubling (600,
     1200, ...), every rung below the cap. Doubling keeps a large budget's
-    ladder short: the model runs every rung for every estimate."""
-    cap = downtime_cap_ms(params)
+    ladder short."""
+    return _ladder(downtime_cap_ms(params))
+
+
+@functools.lru_cache(maxsize=256)
+def _ladder(cap: int) -> tuple[int, ...]:
     rungs = []
     rung = LADDER_STEP_MS
     while rung < cap:
@@ -251,46 +256,32 @@ def precopy_at_limit(memory_mib: float, dirty_rate_mibps: float, bandwidth_mibps
     """Pre-copy (without the post-copy fallback) with QEMU's downtime limit
     at ``limit_ms``: what the agent's monitor predicts once it has stepped
     the limit, and what :func:`downtime_limit_ms` compares."""
-    if bandwidth_mibps <= 0:
-        return Precopy(0, 0.0, float('inf'), float('inf'), False, 'pre-copy')
-    return _runs(memory_mib, dirty_rate_mibps, bandwidth_mibps, params, disk_mib,
-                 (limit_ms,))[0]
+    return _choose(memory_mib, dirty_rate_mibps, bandwidth_mibps, params, disk_mib,
+                   (limit_ms,))[1]
 
 
 def _choose(memory_mib: float, dirty_rate_mibps: float, bandwidth_mibps: float,
-            params: ModelParams, disk_mib: float) -> tuple[int, Precopy]:
-    """(limit, run at that limit): see :func:`downtime_limit_ms`."""
-    ladder = downtime_ladder_ms(params)
+            params: ModelParams, disk_mib: float, ladder: Optional[tuple[float, ...]] = None
+            ) -> tuple[Any, Precopy]:
+    """(limit, run at that limit): see :func:`downtime_limit_ms`; ``ladder``
+    (ascending) defaults to :func:`downtime_ladder_ms`.
+
+    One simulation serves every rung: the rounds do not depend on the
+    limit, only when they stop. The largest limit stops first and sets the
+    time allowed; each smaller one stops later, no sooner (a larger limit
+    is never slower), so the first rung that exceeds the allowance ends the
+    search: every smaller rung would too.
+    """
+    if ladder is None:
+        ladder = downtime_ladder_ms(params)
     if bandwidth_mibps <= 0:
         return ladder[-1], Precopy(0, 0.0, float('inf'), float('inf'), False, 'pre-copy')
-    runs = _runs(memory_mib, dirty_rate_mibps, bandwidth_mibps, params, disk_mib, ladder)
-    at_cap = runs[-1]
-    if not at_cap.converges:
-        return ladder[-1], at_cap
-    allowed = at_cap.total_seconds + downtime_tolerance_seconds(at_cap.total_seconds, params)
-    for limit, run in zip(ladder, runs):
-        # The extra rounds of a smaller limit must not be what makes the
-        # model throttle the guest (auto-converge): that costs the guest,
-        # not time.
-        if run.converges and run.total_seconds <= allowed and run.mode == at_cap.mode:
-            return limit, run
-    return ladder[-1], at_cap       # not reached: the cap's own run qualifies
-
-
-def _runs(memory_mib: float, dirty_rate_mibps: float, bandwidth_mibps: float,
-          params: ModelParams, disk_mib: float, limits_ms: tuple[float, ...]
-          ) -> list[Precopy]:
-    """Pre-copy at each of ``limits_ms`` (ascending), in one simulation.
-
-    The rounds do not depend on the limit (only on when they stop), so one
-    pass over them serves every rung: each limit's run ends at the first
-    check where what is left fits its window, or at a forced stop.
-    """
     overhead_s = params.switchover_overhead_ms / 1000.0
     r = bandwidth_mibps
-    windows = [r * limit / 1000.0 for limit in limits_ms]
-    out: list[Optional[Precopy]] = [None] * len(windows)
-    todo = len(windows)         # limits [0, todo) have not stopped yet
+    todo = len(ladder)          # rungs [0, todo) have not stopped yet
+    window = r * ladder[-1] / 1000.0
+    best: Any = None            # the smallest rung that qualifies so far
+    allowed = 0.0
     memory = float(memory_mib)
     dirty = max(0.0, float(dirty_rate_mibps))
     sent = memory + disk_mib
@@ -300,22 +291,29 @@ def _runs(memory_mib: float, dirty_rate_mibps: float, bandwidth_mibps: float,
     throttle = 0.0
     mode = 'pre-copy'
     while True:
-        while todo and left <= windows[todo - 1]:
+        while left <= window:
             todo -= 1
             downtime_s = left / r + overhead_s
-            out[todo] = Precopy(rounds, sent + left, elapsed + downtime_s,
-                                downtime_s * 1000.0, True, mode)
-        if not todo:
-            return cast(list[Precopy], out)
+            total = elapsed + downtime_s
+            if best is None:
+                allowed = total + downtime_tolerance_seconds(total, params)
+            elif total > allowed or mode != best[5]:
+                # The extra rounds of a smaller limit cost too much time, or
+                # are what makes the model throttle the guest (auto-converge):
+                # that costs the guest, not time.
+                return _best(best)
+            best = (ladder[todo], rounds, sent + left, total, downtime_s, mode)
+            if not todo:
+                return _best(best)
+            window = r * ladder[todo - 1] / 1000.0
         diverging = dirty * (1.0 - throttle) >= r
         if rounds >= params.max_rounds or (diverging and not params.allow_auto_converge):
+            if best is not None:
+                return _best(best)      # the smaller rungs would not converge
             # Forced stop-and-copy: everything left goes during the pause.
             downtime_s = left / r + overhead_s
-            forced = Precopy(rounds, sent + left, elapsed + downtime_s,
-                             downtime_s * 1000.0, False, mode)
-            for i in range(todo):
-                out[i] = forced
-            return cast(list[Precopy], out)
+            return ladder[-1], Precopy(rounds, sent + left, elapsed + downtime_s,
+                                       downtime_s * 1000.0, False, mode)
         if params.allow_auto_converge and rounds >= 2:
             if throttle == 0.0:
                 throttle = params.auto_converge_initial_pct / 100.0
@@ -327,6 +325,11 @@ def _runs(memory_mib: float, dirty_rate_mibps: float, bandwidth_mibps: float,
         elapsed += t
         left = min(memory, dirty * (1.0 - throttle) * t)
         rounds += 1
+
+
+def _best(best: tuple) -> tuple[Any, Precopy]:
+    limit, rounds, data, total, downtime_s, mode = best
+    return limit, Precopy(rounds, data, total, downtime_s * 1000.0, True, mode)
 
 
 def source_nodes(instance: objects.Instance, source: objects.Host
