@@ -67,6 +67,13 @@ OPTS = [
         help='Fixed cost added to every downtime and total time (device '
              'state, resume on the destination), in ms. Calibrate from '
              'measured migrations.'),
+    cfg.BoolOpt(
+        'choose_downtime_limit', default=True,
+        help='Choose QEMU\'s downtime limit per migration (see '
+             'downtime_tolerance_pct). Off: QEMU always gets max_downtime_ms '
+             '- switchover_overhead_ms, and the agent never steps it, as '
+             'before this option existed; the model then predicts at that '
+             'limit (replaying migrations recorded that way needs it off).'),
     cfg.FloatOpt(
         'downtime_tolerance_pct', default=3.0, min=0.0, max=100.0,
         help='How much longer, in percent of the predicted time at the '

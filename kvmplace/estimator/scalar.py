@@ -39,6 +39,7 @@ class ModelParams:
     auto_converge_increment_pct: int = 10
     switchover_overhead_ms: int = 0
     setup_seconds: float = 0.0
+    choose_downtime_limit: bool = True
     downtime_tolerance_pct: float = 3.0
     downtime_tolerance_seconds: float = 0.2
 
@@ -57,6 +58,7 @@ class ModelParams:
                    auto_converge_increment_pct=e.auto_converge_increment_pct,
                    switchover_overhead_ms=e.switchover_overhead_ms,
                    setup_seconds=e.setup_seconds,
+                   choose_downtime_limit=e.choose_downtime_limit,
                    downtime_tolerance_pct=e.downtime_tolerance_pct,
                    downtime_tolerance_seconds=e.downtime_tolerance_seconds)
 
@@ -101,8 +103,9 @@ def downtime_ladder_ms(params: ModelParams) -> tuple[int, ...]:
     """The downtime limits QEMU may be given, smallest first, ending at
     :func:`downtime_cap_ms`: 50, 100, ... 300 ms, then doubling (600,
     1200, ...), every rung below the cap. Doubling keeps a large budget's
-    ladder short."""
-    return _ladder(downtime_cap_ms(params))
+    ladder short. Only the cap when ``choose_downtime_limit`` is off."""
+    cap = downtime_cap_ms(params)
+    return _ladder(cap) if params.choose_downtime_limit else (cap,)
 
 
 @functools.lru_cache(maxsize=256)

@@ -379,3 +379,12 @@ def test_predicted_pause_stays_within_the_budget_with_a_switchover_cost():
         run = estimator.precopy(4096, dirty, 110, params)
         assert run.converges
         assert run.downtime_ms <= 500
+
+
+def test_turned_off_qemu_always_gets_the_cap_as_before():
+    off = estimator.ModelParams(max_downtime_ms=500, switchover_overhead_ms=235,
+                                choose_downtime_limit=False)
+    assert estimator.downtime_ladder_ms(off) == (265,)
+    assert estimator.downtime_limit_ms(256, 2.0, 100.0, off) == 265
+    assert estimator.precopy(256, 2.0, 100.0, off) == \
+        estimator.precopy_at_limit(256, 2.0, 100.0, off, 265)

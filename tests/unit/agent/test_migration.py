@@ -356,3 +356,11 @@ def test_the_result_says_which_limits_qemu_had_and_why(agent_conf):
     assert [s['limit_ms'] for s in result['downtime_steps']] == [50, 100]
     from kvmplace.conductor import validate
     assert validate.result(result)['downtime_limit_ms'] == 100
+
+
+def test_with_the_choice_off_qemu_gets_the_cap_and_no_steps(agent_conf):
+    agent_conf.set_override('choose_downtime_limit', False, group='estimator')
+    mon, job, dom = _lab_monitor(agent_conf, [_stats(30, iteration=i) for i in range(1, 12)])
+    for _ in range(11):
+        mon.tick()
+    assert _limits(dom) == [265]
