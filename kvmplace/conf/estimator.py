@@ -90,7 +90,7 @@ OPTS = [
              '0 with downtime_tolerance_seconds 0 keeps a smaller limit only '
              'when it costs no predicted time at all. The agent steps the '
              'limit up when a migration does not converge (see [agent] '
-             'downtime_step_stalled_polls).'),
+             'downtime_step_stalled_iterations).'),
     cfg.FloatOpt(
         'downtime_tolerance_seconds', default=0.2, min=0.0,
         help='The least time, in seconds, a migration may be predicted to '
