@@ -44,9 +44,13 @@ def params(draw, post_copy=st.booleans(), auto_converge=st.booleans(),
 @SETTINGS
 @given(memory, dirty, rate, st.floats(min_value=1, max_value=100), disk,
        params(post_copy=st.just(False)))
+@example(m=1.0, d=1.0, r1=1.0, factor=2.0, disk_mib=0.0,
+         p=estimator.ModelParams(max_downtime_ms=1000, max_rounds=2))
 def test_more_bandwidth_is_never_slower_when_it_converges(m, d, r1, factor, disk_mib, p):
     # At one downtime limit (the cap) exactly; with the limit chosen per
-    # migration, no slower than the tolerance the choice may spend.
+    # migration, no slower than the tolerance the choice may spend, and not
+    # in fewer rounds (the example: at twice the rate the choice takes a
+    # smaller limit and one more round, 0.875 s against 2 s).
     r2 = r1 * factor
     cap = estimator.downtime_cap_ms(p)
     slow = estimator.precopy_at_limit(m, d, r1, p, cap, disk_mib)
