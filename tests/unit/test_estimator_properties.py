@@ -48,9 +48,9 @@ def params(draw, post_copy=st.booleans(), auto_converge=st.booleans(),
          p=estimator.ModelParams(max_downtime_ms=1000, max_rounds=2))
 def test_more_bandwidth_is_never_slower_when_it_converges(m, d, r1, factor, disk_mib, p):
     # At one downtime limit (the cap) exactly; with the limit chosen per
-    # migration, no slower than the tolerance the choice may spend, and not
-    # in fewer rounds (the example: at twice the rate the choice takes a
-    # smaller limit and one more round, 0.875 s against 2 s).
+    # migration, no slower than the tolerance the choice may spend, though
+    # perhaps in more rounds (the example: at twice the rate the choice
+    # takes a smaller limit and one more round, 0.875 s against 2 s).
     r2 = r1 * factor
     cap = estimator.downtime_cap_ms(p)
     slow = estimator.precopy_at_limit(m, d, r1, p, cap, disk_mib)
