@@ -132,6 +132,11 @@ class Plan:
     non_shared_disk_mode: str
     local_disks: tuple[str, ...]
     params: estimator.ModelParams
+    memory_mib: float = 0.0
+    disk_mib: float = 0.0
+    dirty_rate_mibps: float = 0.0
+    step_stalled_iterations: int = 3
+    step_late_factor: float = 1.5
 
 
 def make_plan(conf, guest: dict, dest_uri: str, migrate_uri: Optional[str],
@@ -161,7 +166,10 @@ def make_plan(conf, guest: dict, dest_uri: str, migrate_uri: Optional[str],
                                  agent.progress_timeout_seconds),
         timeout_action=policy.get('timeout_action') or agent.timeout_action,
         non_shared_disk_mode=policy.get('non_shared_disk_mode') or agent.non_shared_disk_mode,
-        local_disks=local, params=model)
+        local_disks=local, params=model, memory_mib=float(guest.get('memory_mib') or 0.0),
+        disk_mib=float(disk_mib), dirty_rate_mibps=float(guest.get('dirty_rate_mibps') or 0.0),
+        step_stalled_iterations=agent.downtime_step_stalled_iterations,
+        step_late_factor=agent.downtime_step_late_factor)
 
 
 def flags_and_params(dom, plan: Plan, conf) -> tuple[int, dict[str, Any]]:
@@ -196,7 +204,20 @@ def flags_and_params(dom, plan: Plan, conf) -> tuple[int, dict[str, Any]]:
 
 
 class Monitor:
-    """Turns job statistics into progress and applies the timeouts."""
+    """Turns job statistics into progress, steers QEMU's downtime limit and
+    applies the timeouts.
+
+    The downtime limit: as soon as the job reports a bandwidth, the model
+    chooses the limit for this migration from it and the guest's dirty
+    rate (:func:`estimator.downtime_limit_ms`: the smallest rung that costs
+    no more than the tolerance in predicted time); before that QEMU gets
+    the ladder's first rung. When the job then does not converge (polls
+    that see new iterations but no new low of the remaining data), or runs
+    well past its predicted time, the limit is stepped up one rung, never
+    above :func:`estimator.downtime_cap_ms`. Each change is logged and kept
+    in ``downtime_steps`` (progress and result), so the operator sees why
+    the pause was what it was.
+    """
 
     def __init__(self, job: Job, plan: Plan, dom, notifier, dirty_rates,
                  interval_s: float):
@@ -206,15 +227,24 @@ class Monitor:
         self.notifier = notifier
         self.dirty_rates = dirty_rates
         self.interval_s = interval_s
-        self.downtime_set = False
         self.best_remaining: Optional[float] = None
         self.best_at = time.monotonic()
         self.last_processed: Optional[tuple[float, float]] = None
         self.timed_out_by: Optional[str] = None
+        #: QEMU's downtime limit now (None: not set yet).
+        self.limit_ms: Optional[int] = None
+        #: Whether the limit was chosen from the live bandwidth yet.
+        self.modelled = False
+        self.predicted_s: Optional[float] = None
+        self.steps: list[dict] = []
+        self.iteration = 0
+        self.iteration_low: Optional[float] = None
+        self.stalled = 0
+        self.polls_since_step = 0
 
     def run(self) -> None:
         job = self.job
-        while not job.done.wait(0.1 if not self.downtime_set else self.interval_s):
+        while not job.done.wait(0.1 if not self.modelled else self.interval_s):
             try:
                 self.tick()
             except libvirt.libvirtError as exc:
@@ -222,24 +252,79 @@ class Monitor:
                     return
                 LOG.debug('job stats of %s: %s', job.instance, exc)
 
-    def _apply_downtime(self, stats: dict) -> None:
-        if self.downtime_set or stats.get('type', _JOB_NONE) == _JOB_NONE:
-            return
+    def set_limit(self, limit_ms: int, reason: str) -> bool:
+        """Give QEMU ``limit_ms`` (capped) and remember why; False when
+        libvirt refused (tried again at the next poll)."""
+        limit_ms = max(1, min(int(limit_ms), estimator.downtime_cap_ms(self.plan.params)))
         try:
-            # QEMU's limit leaves room for the fixed switch-over cost, so
-            # the guest's whole pause stays within max_downtime_ms.
-            self.dom.migrateSetMaxDowntime(estimator.downtime_target_ms(self.plan.params), 0)
-            self.downtime_set = True
+            self.dom.migrateSetMaxDowntime(limit_ms, 0)
         except libvirt.libvirtError as exc:
             LOG.debug('max downtime not set yet on %s: %s', self.job.instance, exc)
+            return False
+        self.limit_ms = limit_ms
+        self.steps.append({'at_seconds': round(time.monotonic() - self.job.started, 3),
+                           'limit_ms': limit_ms, 'reason': reason})
+        LOG.info('%s: QEMU downtime limit %d ms: %s', self.job.instance, limit_ms, reason)
+        return True
+
+    def steer(self, progress: dict) -> None:
+        """Choose the downtime limit, then step it up while the job does not
+        converge (see the class docstring)."""
+        job = self.job
+        if job.postcopy_started or job.stop_status or \
+                progress['phase'] in ('complete', 'post-copy'):
+            return
+        params = self.plan.params
+        ladder = estimator.downtime_ladder_ms(params)
+        mibps = progress['mibps']
+        if not self.modelled:
+            if mibps > 0:
+                plan = self.plan
+                dirty = max(plan.dirty_rate_mibps, progress['dirty_rate_mibps'])
+                limit = estimator.downtime_limit_ms(plan.memory_mib, dirty, mibps, params,
+                                                    plan.disk_mib)
+                run = estimator.precopy_at_limit(plan.memory_mib, dirty, mibps, params, limit,
+                                                 plan.disk_mib)
+                predicted = f'{run.total_seconds:.1f} s' if run.converges else 'no convergence'
+                if self.set_limit(limit, f'model: {plan.memory_mib:.0f} MiB dirtied at '
+                                         f'{dirty:.1f} MiB/s, sent at {mibps:.1f} MiB/s: '
+                                         f'{predicted}'):
+                    self.modelled = True
+                    self.predicted_s = run.total_seconds if run.converges else None
+            elif self.limit_ms is None:
+                self.set_limit(ladder[0], 'start: the bandwidth is not known yet')
+            return
+        self.polls_since_step += 1
+        iteration, remaining = progress['iteration'], progress['remaining_mib']
+        if iteration > self.iteration:
+            self.iteration = iteration
+            if self.iteration_low is None or remaining < self.iteration_low:
+                self.iteration_low, self.stalled = remaining, 0
+            else:
+                self.stalled += 1
+        n = self.plan.step_stalled_iterations
+        why = None
+        elapsed = progress['elapsed_seconds']
+        if self.stalled >= n:
+            why = (f'not converging: {n} polls saw new iterations but no new low of the '
+                   f'remaining data ({self.iteration_low or 0:.1f} MiB)')
+        elif self.predicted_s is not None and self.polls_since_step >= n and \
+                elapsed > self.plan.step_late_factor * self.predicted_s:
+            why = (f'late: {elapsed:.1f} s is past {self.plan.step_late_factor:g} x the '
+                   f'predicted {self.predicted_s:.1f} s')
+        higher = [rung for rung in ladder if rung > (self.limit_ms or 0)]
+        if why is None or not higher:
+            return
+        if self.set_limit(higher[0], why):
+            self.stalled, self.iteration_low, self.polls_since_step = 0, None, 0
 
     def tick(self) -> None:
         job = self.job
         stats = self.dom.jobStats()
         if job.done.is_set():
             return
-        self._apply_downtime(stats)
-        if stats.get('type', _JOB_NONE) != _JOB_NONE:
+        active = stats.get('type', _JOB_NONE) != _JOB_NONE
+        if active:
             job.last_stats = stats
             for key in ('data_processed', 'disk_processed', 'disk_total'):
                 job.peak[key] = max(job.peak.get(key, 0), stats.get(key) or 0)
@@ -252,6 +337,10 @@ class Monitor:
         except libvirt.libvirtError:
             pass
         progress = self.progress(stats, paused)
+        if active:
+            self.steer(progress)
+        progress.update(downtime_limit_ms=self.limit_ms,
+                        downtime_steps=[dict(s) for s in self.steps])
         job.progress = progress
         self.notifier.migration_progress(job.migration_id, progress)
         self.check_timeouts(progress)
@@ -273,7 +362,8 @@ class Monitor:
         dirty = (stats.get('memory_dirty_rate') or 0) * page / MIB
         eta = None
         if stats.get('type', _JOB_NONE) != _JOB_NONE and mibps > 0:
-            eta = estimator.eta_seconds(remaining, dirty, mibps, self.plan.params)
+            eta = estimator.eta_seconds(remaining, dirty, mibps, self.plan.params,
+                                        self.limit_ms)
         return {
             'migration_id': self.job.migration_id, 'instance': self.job.instance,
             'phase': phase_of(stats, paused, self.job.postcopy_started),
@@ -509,6 +599,8 @@ class MigrationDriver:
             'disk_mib': round(disk_mib, 2),
             'memory_mib': job.guest.get('memory_mib'),
             'postcopy': job.postcopy_started,
+            'downtime_limit_ms': monitor.limit_ms,
+            'downtime_steps': [dict(s) for s in monitor.steps],
             'timed_out_by': monitor.timed_out_by if status == JobOutcome.TIMED_OUT else None,
             'started_at': job.started_at, 'finished_at': time.time(),
             'guest': {k: job.guest.get(k) for k in ('name', 'uuid', 'memory_mib', 'vcpus',

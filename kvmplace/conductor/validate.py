@@ -222,9 +222,10 @@ def host_state(value: Any) -> dict:
 #: Numeric fields of a progress cast that the conductor and the CLI read.
 _PROGRESS_NUMBERS = ('remaining_mib', 'total_mib', 'processed_mib', 'mibps', 'eta_seconds',
                      'dirty_rate_mibps', 'iteration', 'elapsed_seconds', 'disk_remaining_mib',
-                     'disk_total_mib', 'at')
+                     'disk_total_mib', 'at', 'downtime_limit_ms')
 _RESULT_NUMBERS = ('elapsed_seconds', 'job_seconds', 'downtime_ms', 'data_mib', 'mibps',
-                   'iterations', 'disk_mib', 'memory_mib', 'started_at', 'finished_at')
+                   'iterations', 'disk_mib', 'memory_mib', 'started_at', 'finished_at',
+                   'downtime_limit_ms')
 
 
 def progress(value: Any) -> dict:

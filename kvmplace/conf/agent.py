@@ -144,6 +144,24 @@ OPTS = [
         help='If the remaining data has not reached a new low for this '
              'many seconds the migration is stuck and timeout_action is '
              'applied.'),
+    cfg.IntOpt(
+        'downtime_step_stalled_iterations', default=3, min=1,
+        help='Step QEMU\'s downtime limit up one rung of the ladder (see '
+             '[estimator] downtime_tolerance_pct) after this many polls that '
+             'each saw a new pre-copy iteration but no new low of the data '
+             'remaining at an iteration\'s start: the job is not converging '
+             'at the limit the model chose. Polls inside one long iteration '
+             'do not count (its remaining data falls until QEMU re-reads the '
+             'dirty pages). Like Nova\'s live_migration_downtime_steps, but '
+             'never above [estimator] max_downtime_ms - '
+             'switchover_overhead_ms. Also the least number of polls between '
+             'two steps.'),
+    cfg.FloatOpt(
+        'downtime_step_late_factor', default=1.5, min=1.0,
+        help='Also step the limit up when a migration has run this many '
+             'times its predicted time (the model at the chosen limit, with '
+             'the live bandwidth), at most once every '
+             'downtime_step_stalled_iterations polls.'),
     cfg.StrOpt(
         'timeout_action', default='abort', choices=TIMEOUT_ACTIONS,
         help='What a completion or progress timeout does: "abort" cancels '

@@ -67,6 +67,37 @@ OPTS = [
         help='Fixed cost added to every downtime and total time (device '
              'state, resume on the destination), in ms. Calibrate from '
              'measured migrations.'),
+    cfg.BoolOpt(
+        'choose_downtime_limit', default=True,
+        help='Choose QEMU\'s downtime limit per migration (see '
+             'downtime_tolerance_pct). Off: QEMU always gets max_downtime_ms '
+             '- switchover_overhead_ms, and the agent never steps it, as '
+             'before this option existed; the model then predicts at that '
+             'limit (replaying migrations recorded that way needs it off).'),
+    cfg.FloatOpt(
+        'downtime_tolerance_pct', default=3.0, min=0.0, max=100.0,
+        help='How much longer, in percent of the predicted time at the '
+             'largest downtime limit (max_downtime_ms - '
+             'switchover_overhead_ms), a migration may be predicted to take '
+             'so that QEMU gets a smaller limit. The limit is the smallest of '
+             '50, 100, ... 300, 600, 1200 ... ms (and the largest) whose '
+             'predicted time is within this tolerance (or '
+             'downtime_tolerance_seconds, whichever is larger). Why: the '
+             'switch-over cost is not fixed on a busy host (on the lab the '
+             'pauses ran 245-711 ms under a 500 ms budget), while a guest '
+             'that dirties little converges as fast at 50 ms; the smaller '
+             'the part of the pause QEMU controls, the smaller the pause. '
+             '0 with downtime_tolerance_seconds 0 keeps a smaller limit only '
+             'when it costs no predicted time at all. The agent steps the '
+             'limit up when a migration does not converge (see [agent] '
+             'downtime_step_stalled_iterations).'),
+    cfg.FloatOpt(
+        'downtime_tolerance_seconds', default=0.2, min=0.0,
+        help='The least time, in seconds, a migration may be predicted to '
+             'lose to a smaller downtime limit; see downtime_tolerance_pct. '
+             'Keeps short migrations (a few seconds, where 3 percent is '
+             'less than one poll of the agent) from always getting the '
+             'largest limit.'),
     cfg.FloatOpt(
         'setup_seconds', default=0.0, min=0.0,
         help='Fixed cost at the start of every migration (connection, '

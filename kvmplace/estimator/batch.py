@@ -67,8 +67,37 @@ def _columns(memory_mib: float, dirty_rate_mibps: float, r: np.ndarray,
         return [run if run.converges else
                 estimator.Precopy(1, data[i], elapsed[i], overhead_s * 1000.0, True, 'post-copy')
                 for i, run in enumerate(runs)]
+    # Every rate at every rung of the downtime ladder, one column each
+    # (element i x m + j is rate i at rung j), then each rate's rung is
+    # chosen as estimator._choose does.
+    ladder = estimator.downtime_ladder_ms(params)
+    m = len(ladder)
+    cols = _rungs(memory_mib, dirty_rate_mibps, np.repeat(r, m),
+                  np.tile(np.array(ladder, dtype=np.float64), len(r)), params, disk_mib)
+    rounds, data, total, down, conv, auto = (a.reshape(len(r), m) for a in cols)
+    at_cap = total[:, -1]
+    allowed = at_cap + np.maximum(at_cap * params.downtime_tolerance_pct / 100.0,
+                                  params.downtime_tolerance_seconds)
+    fits = conv & (total <= allowed[:, None]) & (auto == auto[:, -1:])
+    # The smallest rung of the run of fitting rungs that ends at the cap:
+    # where the scalar search stops.
+    block = np.logical_and.accumulate(fits[:, ::-1], axis=1)[:, ::-1]
+    pick = np.where(conv[:, -1], np.argmax(block, axis=1), m - 1)
+    rows = np.arange(len(r))
+    return [estimator.Precopy(k, d, s, w, c, 'auto-converge' if a else 'pre-copy')
+            for k, d, s, w, c, a in zip(rounds[rows, pick].tolist(), data[rows, pick].tolist(),
+                                        total[rows, pick].tolist(), down[rows, pick].tolist(),
+                                        conv[rows, pick].tolist(), auto[rows, pick].tolist())]
+
+
+def _rungs(memory_mib: float, dirty_rate_mibps: float, r: np.ndarray, limits_ms: np.ndarray,
+           params: estimator.ModelParams, disk_mib: float) -> tuple[np.ndarray, ...]:
+    """The vectorized pre-copy loop of :func:`estimator._choose`: pre-copy of each
+    rate ``r[i]`` with QEMU's limit at ``limits_ms[i]``, as columns
+    (rounds, data, total, downtime, converges, auto-converged)."""
+    overhead_s = params.switchover_overhead_ms / 1000.0
     n = len(r)
-    window = r * estimator.downtime_target_ms(params) / 1000.0
+    window = r * limits_ms / 1000.0
     memory = float(memory_mib)
     dirty = max(0.0, float(dirty_rate_mibps))
     sent = np.full(n, memory + disk_mib)
@@ -124,10 +153,7 @@ def _columns(memory_mib: float, dirty_rate_mibps: float, r: np.ndarray,
         elapsed = elapsed + t
         left = np.minimum(memory, dirty * (1.0 - throttle) * t)
         rounds = rounds + 1
-    return [estimator.Precopy(k, d, s, m, c, 'auto-converge' if a else 'pre-copy')
-            for k, d, s, m, c, a in zip(res_rounds.tolist(), res_data.tolist(),
-                                        res_total.tolist(), res_down.tolist(),
-                                        res_conv.tolist(), res_auto.tolist())]
+    return res_rounds, res_data, res_total, res_down, res_conv, res_auto
 
 
 def estimates_at(instance: objects.Instance,

@@ -240,9 +240,15 @@ def test_live_migration_through_the_agents(shared_lab, agents, conductor):  # no
     remaining = [p['remaining_mib'] for p in running]
     assert remaining[-1] <= remaining[0]
     assert result['data_mib'] >= 100  # the buffer of non-zero pages crossed the wire
+    # QEMU's downtime limit: chosen by the model, only ever stepped up,
+    # never above the 300 ms budget (less the lab's switch-over cost).
+    limits = [s['limit_ms'] for s in result['downtime_steps']]
+    assert limits and limits == sorted(limits), result['downtime_steps']
+    assert 1 <= result['downtime_limit_ms'] == limits[-1] <= 300
     print(f"{guest} {source} -> {dest}: {result['elapsed_seconds']:.1f} s in the agent, "
           f"{wall:.1f} s end to end, {result['data_mib']:.0f} MiB at {result['mibps']} MiB/s, "
-          f"downtime {result['downtime_ms']} ms, {result['iterations']} iterations, "
+          f"downtime {result['downtime_ms']} ms (QEMU limit {result['downtime_limit_ms']} ms), "
+          f"{result['iterations']} iterations, "
           f"{len(progress)} progress casts")
     # The destination's main thread, read by the test from /proc.
     (pid,) = procfs.find_qemu_pids(g['uuid'])

@@ -173,7 +173,7 @@ def test_rounds_follow_the_geometric_series():
     window = r * DEFAULT.max_downtime_ms / 1000          # 150 MiB
     # Round i leaves memory x q^i; stop at the first k with that <= window.
     k = math.ceil(math.log(window / memory) / math.log(q))
-    run = estimator.precopy(memory, dirty, r, DEFAULT)
+    run = estimator.precopy_at_limit(memory, dirty, r, DEFAULT, DEFAULT.max_downtime_ms)
     assert run.converges
     assert run.rounds == k == 4
     sent = memory * (1 - q ** (k + 1)) / (1 - q)         # rounds 0..k-1 plus the rest
@@ -279,7 +279,7 @@ def test_max_rounds_stops_a_slow_convergence():
     run = estimator.precopy(8192, 270, 300, estimator.ModelParams(max_rounds=5))
     assert not run.converges
     assert run.rounds == 5
-    run = estimator.precopy(8192, 270, 300, estimator.ModelParams(max_rounds=60))
+    run = estimator.precopy_at_limit(8192, 270, 300, estimator.ModelParams(max_rounds=60), 500)
     assert run.converges
     assert run.rounds == math.ceil(math.log(150 / 8192) / math.log(0.9))
 
@@ -317,13 +317,60 @@ def test_eta_is_none_when_it_cannot_converge():
     assert estimator.eta_seconds(1000, 99, 100, estimator.ModelParams(max_rounds=3)) is None
 
 
-def test_qemu_gets_the_downtime_budget_less_the_switchover_cost():
+def test_qemu_gets_at_most_the_downtime_budget_less_the_switchover_cost():
     params = estimator.ModelParams(max_downtime_ms=500, switchover_overhead_ms=235)
-    assert estimator.downtime_target_ms(params) == 265
-    assert estimator.downtime_target_ms(DEFAULT) == DEFAULT.max_downtime_ms
+    assert estimator.downtime_cap_ms(params) == 265
+    assert estimator.downtime_cap_ms(DEFAULT) == DEFAULT.max_downtime_ms
     # A fixed cost that eats the budget still leaves QEMU a tenth of it.
-    assert estimator.downtime_target_ms(
+    assert estimator.downtime_cap_ms(
         estimator.ModelParams(max_downtime_ms=100, switchover_overhead_ms=400)) == 10
+
+
+def test_the_ladder_steps_50_ms_to_300_then_doubles_and_ends_at_the_cap():
+    lab = estimator.ModelParams(max_downtime_ms=500, switchover_overhead_ms=235)
+    assert estimator.downtime_ladder_ms(lab) == (50, 100, 150, 200, 250, 265)
+    assert estimator.downtime_ladder_ms(estimator.ModelParams(max_downtime_ms=2000)) == \
+        (50, 100, 150, 200, 250, 300, 600, 1200, 2000)
+    assert estimator.downtime_ladder_ms(estimator.ModelParams(max_downtime_ms=20)) == (20,)
+
+
+def test_lab_guests_get_the_smallest_limit_and_lose_no_time():
+    """The lab's 256 MiB guests dirty 0-10 MiB/s at 30-110 MiB/s: before,
+    QEMU got 265 ms and the pauses ran to 711 ms; at 50 ms (Nova's first
+    step) they paused 56-176 ms with no measurable loss of time."""
+    lab = estimator.ModelParams(max_downtime_ms=500, switchover_overhead_ms=235)
+    for dirty in (0.0, 2.0, 10.0):
+        for r in (30.0, 110.0):
+            assert estimator.downtime_limit_ms(256, dirty, r, lab) == 50
+            run = estimator.precopy(256, dirty, r, lab)
+            assert run == estimator.precopy_at_limit(256, dirty, r, lab, 50)
+            at_cap = estimator.precopy_at_limit(256, dirty, r, lab, 265)
+            assert run.total_seconds <= at_cap.total_seconds + 0.2
+
+
+def test_a_guest_that_converges_only_slowly_keeps_a_large_limit():
+    lab = estimator.ModelParams(max_downtime_ms=500, switchover_overhead_ms=235)
+    # 95 MiB/s dirtied at 100 MiB/s: each rung down costs many rounds.
+    assert estimator.downtime_limit_ms(512, 95, 100, lab) == 265
+    # Dirtying faster than the link: no limit helps; QEMU gets the cap.
+    assert estimator.downtime_limit_ms(512, 150, 100, lab) == 265
+    assert estimator.downtime_limit_ms(512, 0, 0, lab) == 265
+
+
+def test_a_smaller_limit_does_not_buy_throttling():
+    params = estimator.ModelParams(allow_auto_converge=True)
+    assert estimator.precopy_at_limit(8192, 20, 300, params, 50).mode == 'auto-converge'
+    assert estimator.precopy(8192, 20, 300, params).mode == 'pre-copy'
+
+
+def test_the_tolerance_decides_how_much_time_a_smaller_limit_may_cost():
+    # q = 0.5, 4 GiB at 300 MiB/s: every rung down adds about a round.
+    strict = estimator.ModelParams(downtime_tolerance_pct=0.0, downtime_tolerance_seconds=0.0)
+    loose = estimator.ModelParams(downtime_tolerance_pct=100.0)
+    assert estimator.downtime_limit_ms(4096, 150, 300, strict) == 500
+    assert estimator.downtime_limit_ms(4096, 150, 300, loose) == 50
+    # With nothing dirtied every rung costs the same time: the smallest wins.
+    assert estimator.downtime_limit_ms(4096, 0, 300, strict) == 50
 
 
 def test_predicted_pause_stays_within_the_budget_with_a_switchover_cost():
@@ -332,3 +379,12 @@ def test_predicted_pause_stays_within_the_budget_with_a_switchover_cost():
         run = estimator.precopy(4096, dirty, 110, params)
         assert run.converges
         assert run.downtime_ms <= 500
+
+
+def test_turned_off_qemu_always_gets_the_cap_as_before():
+    off = estimator.ModelParams(max_downtime_ms=500, switchover_overhead_ms=235,
+                                choose_downtime_limit=False)
+    assert estimator.downtime_ladder_ms(off) == (265,)
+    assert estimator.downtime_limit_ms(256, 2.0, 100.0, off) == 265
+    assert estimator.precopy(256, 2.0, 100.0, off) == \
+        estimator.precopy_at_limit(256, 2.0, 100.0, off, 265)

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
+from kvmplace import estimator
 from kvmplace.agent import migration
 from tests.unit.agent.conftest import TEST_GUEST, RecordingNotifier
 
@@ -142,7 +143,10 @@ def test_progress_fields_and_eta(agent_conf):
     assert p['dirty_rate_mibps'] == 10.0
     # 200 MiB at 100 MiB/s while 10 MiB/s are dirtied: 2 s + 0.2 s + ...
     assert 2.0 < p['eta_seconds'] < 2.5
-    assert f'downtime {agent_conf.estimator.max_downtime_ms:d}' in dom.calls
+    # QEMU got the model's limit for this guest at this rate, and says so.
+    chosen = estimator.downtime_limit_ms(512, 10.0, 100.0, mon.plan.params)
+    assert dom.calls == [f'downtime {chosen}'] and p['downtime_limit_ms'] == chosen
+    assert p['downtime_steps'][0]['reason'].startswith('model:')
     (cast,) = mon.notifier.named('migration_progress')
     assert cast['migration_id'] == 'm1' and cast['progress'] is p
 
@@ -227,9 +231,136 @@ def _alive(conn) -> bool:
         return False
 
 
-def test_qemu_downtime_limit_leaves_room_for_the_switchover_cost(agent_conf):
-    agent_conf.set_override('switchover_overhead_ms', 200, group='estimator')
-    dom = ScriptedDomain([_stats(400)])
-    monitor, _ = _monitor(agent_conf, dom, max_downtime_ms=500)
-    monitor._apply_downtime(_stats(400))
-    assert dom.calls == ['downtime 300']
+# --- QEMU's downtime limit: chosen by the model, stepped up when stuck -------
+# The domain is the only stand-in (ScriptedDomain: the test driver has no
+# migration jobs); the plan, the model and the monitor are the real ones.
+
+def _lab_monitor(agent_conf, stats, dirty_rate_mibps=0.0, **policy):
+    """A monitor with the lab's calibration: 500 ms budget, 235 ms
+    switch-over cost, so QEMU's ladder is 50, 100, ... 250, 265 ms."""
+    agent_conf.set_override('switchover_overhead_ms', 235, group='estimator')
+    agent_conf.set_override('max_downtime_ms', 500, group='estimator')
+    dom = ScriptedDomain(stats)
+    guest = {'name': 'vm', 'uuid': 'u', 'memory_mib': 512, 'disks': [],
+             'dirty_rate_mibps': dirty_rate_mibps}
+    plan = migration.make_plan(agent_conf, guest, 'qemu+tcp://10.0.0.2/system',
+                               'tcp://10.0.0.2', '1', policy)
+    job = migration.Job(migration_id='m1', instance='vm', uuid='u', dest_host='h2',
+                        data_mib=512, guest=guest)
+    from kvmplace.agent.dirtyrate import DirtyRates
+    return migration.Monitor(job, plan, dom, RecordingNotifier(), DirtyRates(), 1.0), job, dom
+
+
+def _limits(dom) -> list[int]:
+    return [int(c.split()[1]) for c in dom.calls if c.startswith('downtime ')]
+
+
+def test_a_guest_that_dirties_little_gets_the_smallest_limit(agent_conf):
+    """Before: QEMU always got the cap (budget - switch-over cost, 265 ms)."""
+    mon, job, dom = _lab_monitor(agent_conf, [_stats(400, iteration=0, dirty_pages=256)],
+                                 dirty_rate_mibps=1.0)
+    mon.tick()
+    assert _limits(dom) == [50]
+    (step,) = job.progress['downtime_steps']
+    assert step['limit_ms'] == 50 and step['reason'].startswith('model: 512 MiB dirtied at 1.0')
+
+
+def test_a_guest_that_dirties_hard_gets_the_cap_and_never_more(agent_conf):
+    # 95 MiB/s dirtied at 100 MiB/s: a smaller limit costs many rounds.
+    mon, job, dom = _lab_monitor(agent_conf, [_stats(400, iteration=0)], dirty_rate_mibps=95.0)
+    mon.tick()
+    cap = estimator.downtime_cap_ms(mon.plan.params)
+    assert cap == 265 and _limits(dom) == [cap]
+    # Asked for more than the cap, the monitor still gives QEMU the cap.
+    mon.set_limit(10_000, 'test')
+    assert _limits(dom) == [cap, cap]
+
+
+def test_the_first_rung_until_the_job_reports_a_bandwidth(agent_conf):
+    mon, job, dom = _lab_monitor(agent_conf, [_stats(400, iteration=0, bps_mib=0,
+                                                     processed_mib=0),
+                                              _stats(380, iteration=0, processed_mib=20)])
+    mon.tick()
+    assert _limits(dom) == [50] and not mon.modelled
+    assert job.progress['downtime_steps'][0]['reason'].startswith('start:')
+    mon.tick()
+    assert mon.modelled and len(job.progress['downtime_steps']) == 2
+
+
+def test_the_limit_steps_up_one_rung_when_iterations_stop_making_progress(agent_conf):
+    """Each poll sees a new iteration, the remaining data never falls below
+    its first low: after 3 such polls (the default) the limit goes up one
+    rung, then again, up to the cap and no further."""
+    stalled = [_stats(30, iteration=i) for i in range(1, 40)]
+    mon, job, dom = _lab_monitor(agent_conf, stalled)
+    for _ in range(39):
+        mon.tick()
+    assert _limits(dom) == [50, 100, 150, 200, 250, 265]
+    reasons = [s['reason'] for s in job.progress['downtime_steps']]
+    assert reasons[0].startswith('model:')
+    assert all(r.startswith('not converging: 3 polls') for r in reasons[1:])
+    assert job.progress['downtime_limit_ms'] == 265
+    assert 'abort' not in dom.calls          # stepping is not a timeout
+
+
+def test_a_converging_job_keeps_its_limit(agent_conf):
+    falling = [_stats(300 / i, iteration=i) for i in range(1, 20)]
+    mon, job, dom = _lab_monitor(agent_conf, falling)
+    for _ in range(19):
+        mon.tick()
+    assert _limits(dom) == [50]
+
+
+def test_polls_inside_one_long_iteration_are_not_a_stall(agent_conf):
+    """Within an iteration the remaining data falls until QEMU re-reads the
+    dirty pages; no new iteration, no stall."""
+    same_round = [_stats(300, iteration=1)] + [_stats(200, iteration=2)] * 10
+    mon, job, dom = _lab_monitor(agent_conf, same_round)
+    for _ in range(11):
+        mon.tick()
+    assert _limits(dom) == [50]
+
+
+def test_the_limit_steps_up_when_the_job_runs_late(agent_conf):
+    mon, job, dom = _lab_monitor(agent_conf, [_stats(300, iteration=1)])
+    mon.tick()
+    assert _limits(dom) == [50] and mon.predicted_s is not None
+    for _ in range(3):
+        mon.tick()
+    assert _limits(dom) == [50]
+    job.started -= 1.5 * mon.predicted_s + 1      # well past 1.5 x predicted
+    mon.tick()
+    assert _limits(dom) == [50, 100]
+    assert job.progress['downtime_steps'][-1]['reason'].startswith('late:')
+    mon.tick()                                    # not again at the next poll
+    assert _limits(dom) == [50, 100]
+
+
+def test_no_steering_during_the_switch_over_or_after_a_stop(agent_conf):
+    mon, job, dom = _lab_monitor(agent_conf, [_stats(30, iteration=i) for i in range(1, 9)])
+    mon.tick()
+    job.stop_status = 'aborted'
+    for _ in range(7):
+        mon.tick()
+    assert _limits(dom) == [50]
+
+
+def test_the_result_says_which_limits_qemu_had_and_why(agent_conf):
+    stalled = [_stats(30, iteration=i) for i in range(1, 6)]
+    mon, job, dom = _lab_monitor(agent_conf, stalled)
+    for _ in range(5):
+        mon.tick()
+    driver = migration.MigrationDriver(agent_conf, None, None, None)
+    result = driver._result(job, 'completed', None, 3.0, {'downtime': 120}, mon)
+    assert result['downtime_limit_ms'] == 100
+    assert [s['limit_ms'] for s in result['downtime_steps']] == [50, 100]
+    from kvmplace.conductor import validate
+    assert validate.result(result)['downtime_limit_ms'] == 100
+
+
+def test_with_the_choice_off_qemu_gets_the_cap_and_no_steps(agent_conf):
+    agent_conf.set_override('choose_downtime_limit', False, group='estimator')
+    mon, job, dom = _lab_monitor(agent_conf, [_stats(30, iteration=i) for i in range(1, 12)])
+    for _ in range(11):
+        mon.tick()
+    assert _limits(dom) == [265]

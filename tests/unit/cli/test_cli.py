@@ -114,11 +114,14 @@ def test_estimate_json(capsys):
     assert est['pre_pin'] == {'node': 1, 'cpus': '12-23,36-47'}
     assert est['without_pre_pin']['bandwidth_mibps'] == pytest.approx(100, abs=0.01)
     # 8192 MiB dirtied at 20 MiB/s over 300 MiB/s: q = 1/15, rounds leave
-    # 546 MiB then 36 MiB (<= 150 MiB window): two rounds, then the rest.
+    # 546 MiB, 36 MiB, then 2.4 MiB: at the cap (500 ms, a 150 MiB window)
+    # two rounds would do, but one more costs 8 ms, so QEMU gets the
+    # ladder's first rung (50 ms, a 15 MiB window): three rounds, then the rest.
     q = 20 / 300
-    assert est['rounds'] == 2
+    assert est['rounds'] == 3
     assert est['converges'] is True
-    assert est['total_seconds'] == pytest.approx(8192 * (1 + q + q * q) / 300, abs=1e-3)
+    assert est['total_seconds'] == pytest.approx(8192 * (1 + q + q ** 2 + q ** 3) / 300,
+                                                 abs=1e-3)
 
 
 def run_main(capsys, *args):

@@ -109,7 +109,7 @@ def test_sort_and_unknown_column(capsys):
 def test_estimate_is_a_show_one(capsys):
     code, out, _ = run(capsys, 'estimate', 'vm1', '--to', 'cn-b', '--inventory',
                        SAMPLE_INVENTORY, '-f', 'value', '-c', 'bottleneck', '-c', 'rounds')
-    assert (code, out.split()) == (0, ['stream', '2'])
+    assert (code, out.split()) == (0, ['stream', '3'])
 
 
 # --- exit statuses --------------------------------------------------------------------
