@@ -88,20 +88,19 @@ class Topology:
             edges = [(link.a, link.b, float(link.mbps)) for link in links]
         else:
             edges = [(name, DEFAULT_SWITCH, mbps) for name, mbps in nodes]
-        adj: dict[str, dict[str, float]] = {}
-        nics: dict[str, float] = {}
-        for name, mbps in nodes:
-            adj[name] = {}
-            nics[name] = mbps
+        adj: dict[str, dict[str, float]] = {name: {} for name, _ in nodes}
+        nics: dict[str, float] = dict(nodes)
         for a, b, mbps in edges:
-            nbrs_a = adj.get(a)
-            if nbrs_a is None:
-                nbrs_a = adj[a] = {}
-            nbrs_b = adj.get(b)
-            if nbrs_b is None:
-                nbrs_b = adj[b] = {}
-            nbrs_a[b] = mbps
-            nbrs_b[a] = mbps
+            # Most ends are known (hosts, then switches after their first
+            # link); a new one is added where it appears, a before b.
+            try:
+                adj[a][b] = mbps
+            except KeyError:
+                adj[a] = {b: mbps}
+            try:
+                adj[b][a] = mbps
+            except KeyError:
+                adj[b] = {a: mbps}
         topo = cls()
         topo._parts = (nodes, edges if links else [])
         topo._adj, topo._nics = adj, nics
@@ -227,17 +226,25 @@ class Topology:
                         continue
                     cand = mbps if mbps < level else level
                     if cand > width.get(nbr, -1.0):
-                        width[nbr] = cand
                         if len(adj[nbr]) == 1:
                             # A leaf (a host on its switch): its one route
-                            # is this one, so its rate is final; no visit.
+                            # is this one, so its rate is final; no visit,
+                            # and its NIC's cap is applied now.
+                            cap = nic.get(nbr, cand)
+                            width[nbr] = cap if cap < cand else cand
                             continue
+                        width[nbr] = cand
                         bucket = buckets.get(cand)
                         if bucket is None:
                             buckets[cand] = [nbr]
                         else:
                             bucket.append(nbr)
-        _cap_by_nic(width, nic)
+        # Every other node reached was visited: capped as widest_from does.
+        for node in done:
+            w = width[node]
+            cap = nic.get(node, w)
+            if cap < w:
+                width[node] = cap
         self._widths_cache[source] = width
         return width
 

@@ -28,12 +28,17 @@ _MARGIN = 0.49
 _SHORT = 32
 
 
-def round_all(values: list[float], ndigits: int) -> list[float]:
-    """``[round(v, ndigits) for v in values]`` for floats, vectorized."""
+def round_all(values: list[float] | np.ndarray, ndigits: int) -> list[float]:
+    """``[round(v, ndigits) for v in values]`` for floats (a list, or a
+    float64 column: then its values as Python floats), vectorized."""
+    if isinstance(values, np.ndarray):
+        values = values.astype(np.float64, copy=False)
+        if len(values) < _SHORT or not 0 <= ndigits <= 22:
+            values = values.tolist()
     if len(values) < _SHORT or not 0 <= ndigits <= 22:
         return [round(v, ndigits) for v in values]
     scale = 10.0 ** ndigits
-    column = np.array(values, dtype=np.float64)
+    column = np.asarray(values, dtype=np.float64)
     with np.errstate(invalid='ignore', over='ignore'):
         scaled = column * scale
         nearest = np.rint(scaled)
@@ -41,7 +46,7 @@ def round_all(values: list[float], ndigits: int) -> list[float]:
     out = (nearest / scale).tolist()
     if not exact.all():
         for i in np.flatnonzero(~exact).tolist():
-            out[i] = round(values[i], ndigits)
+            out[i] = round(float(values[i]), ndigits)
     return out
 
 

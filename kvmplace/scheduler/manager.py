@@ -91,6 +91,33 @@ def normalize(values: list[float]) -> list[float]:
     return [one(v) for v in values]
 
 
+def normalize_column(values: np.ndarray) -> np.ndarray:
+    """:func:`normalize` of a float64 column, as a column: the same doubles.
+
+    When every value is finite and they are not all equal, normalize gives
+    ``(v - lo) / span`` with ``lo = min(values)`` and ``span = max(values) -
+    lo``: numpy makes the same two IEEE operations per value. ``lo`` is the
+    first minimum (argmin), as min() returns, so that a column holding both
+    0.0 and -0.0 subtracts the same zero. Every other column (non-finite
+    values, all equal, empty) goes through normalize itself.
+    """
+    if len(values) and np.isfinite(values).all():
+        lo = values[int(np.argmin(values))]
+        hi = values[int(np.argmax(values))]
+        if lo != hi:
+            return (values - lo) / (hi - lo)
+    return np.array(normalize(values.tolist()), dtype=np.float64)
+
+
+def as_column(values, count: int) -> np.ndarray:
+    """:func:`as_floats` as a float64 column (the same values)."""
+    out = np.asarray(values, dtype=np.float64)
+    if out.ndim != 1 or len(out) != count:
+        as_floats(values, count)        # its error for a wrong count
+        raise ValueError(f'a weigher answered {out.shape} values for {count} hosts')
+    return out
+
+
 class SchedulerManager:
     """Filters then weighers over host states; every decision explained."""
 
@@ -191,17 +218,19 @@ class SchedulerManager:
         if not hosts:
             return []
         names = [h.name for h in hosts]
-        totals = [0.0] * len(hosts)
+        totals = np.zeros(len(hosts))
         # Each weigher's explanation of every host, a column at a time (a
         # comprehension, not a loop body per host and weigher); a weigher
         # named twice keeps its first place and its last column, as
-        # assigning each host's dict in turn did.
+        # assigning each host's dict in turn did. The arithmetic is numpy's
+        # over the columns: the same IEEE operations, one at a time, as the
+        # Python expressions it replaces (normalize_column says how).
         cells: dict[str, list[dict]] = {}
         for weigher in self.weighers:
-            raw = as_floats(weigher.weigh_column(cols, spec), len(hosts))
-            norm = normalize(raw)
+            raw = as_column(weigher.weigh_column(cols, spec), len(hosts))
+            norm = normalize_column(raw)
             mult = weigher.multiplier
-            totals = [total + mult * x for total, x in zip(totals, norm)]
+            totals = totals + mult * norm
             cells[weigher.name] = [{'raw': r, 'normalized': x, 'multiplier': mult}
                                    for r, x in zip(columns.round_all(raw, 4),
                                                    columns.round_all(norm, 4))]
@@ -214,7 +243,7 @@ class SchedulerManager:
         estimates = objects.estimate_dicts(cols.estimates)
         return [{'host': names[i], 'weight': weights[i], 'weighers': explained[i],
                  'estimate': estimates[i]}
-                for i in columns.rank(totals, names)]
+                for i in columns.rank(totals.tolist(), names)]
 
     def estimate(self, inventory: objects.Inventory, instance_name: str, dest_name: str,
                  policy: Optional[objects.Policy] = None,

@@ -52,3 +52,15 @@ def test_rank_is_the_tuple_sort(rows):
     names = [n for _, n in rows]
     assert columns.rank(totals, names) == sorted(range(len(rows)),
                                                  key=lambda i: (-totals[i], names[i]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(floats, min_size=0, max_size=100), st.sampled_from([0, 4, 6, 23]))
+@example(EDGES * 3, 4)
+def test_round_all_of_a_column_is_round_of_its_floats(values, ndigits):
+    """The ranking hands round_all numpy columns: Python floats come back,
+    the same bits as round() of each value."""
+    import numpy as np
+    out = columns.round_all(np.array(values, dtype=np.float64), ndigits)
+    assert all(type(v) is float for v in out)
+    assert _bits(out) == _bits([round(v, ndigits) for v in values])

@@ -1,9 +1,11 @@
 """SchedulerManager: plugin loading, central normalization, ranking, result shape."""
 import json
 import math
+import struct
 
+import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from kvmplace import estimator
@@ -55,6 +57,31 @@ def test_normalize_non_finite_values_never_give_nan():
 # so that max - min cannot overflow to inf, plus the non-finite specials.
 _raw = st.floats(min_value=-1e15, max_value=1e15) | st.sampled_from(
     [math.inf, -math.inf, math.nan])
+
+
+def _bits(values):
+    return [struct.pack('<d', v) for v in values]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_raw | st.sampled_from([0.0, -0.0, 1.0, -1.0, 5e-324]), max_size=60))
+@example([0.0, -0.0, 1.0])
+@example([-0.0, 0.0, 1.0])
+@example([-1.0, 0.0, -0.0])
+@example([2.0, -0.0, 0.0, 2.0])
+def test_normalize_column_is_normalize_bit_for_bit(values):
+    """The ranking's column form gives the same doubles, signed zeros too."""
+    out = manager.normalize_column(np.array(values, dtype=np.float64))
+    assert out.dtype == np.float64
+    assert _bits(out.tolist()) == _bits(manager.normalize(values))
+
+
+def test_as_column_refuses_a_wrong_count_like_as_floats():
+    assert manager.as_column([1, 2.5], 2).tolist() == [1.0, 2.5]
+    with pytest.raises(ValueError, match='answered 1 times for 2 hosts'):
+        manager.as_column([1.0], 2)
+    with pytest.raises(ValueError, match='for 2 hosts'):
+        manager.as_column([[1.0], [2.0]], 2)
 
 
 @settings(max_examples=200, deadline=None)
