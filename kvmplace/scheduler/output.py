@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional, Sequence, TextIO
 import orjson
 
 from kvmplace import objects
+from kvmplace.scheduler.ranked import RankedHosts
 
 #: List elements encoded by orjson at a time (a few hundred KiB of text).
 _CHUNK = 2048
@@ -67,7 +68,7 @@ def write_json(data: Any, out: TextIO, default: Optional[Callable[[Any], Any]] =
     at the top) one element per line. Raises ValueError/TypeError like
     json.dumps for what JSON cannot hold.
     """
-    if isinstance(data, (list, tuple)):
+    if isinstance(data, (list, tuple, RankedHosts)):
         _write_list(data, out, default, '')
         out.write('\n')
         return
@@ -81,7 +82,7 @@ def write_json(data: Any, out: TextIO, default: Optional[Callable[[Any], Any]] =
     last = len(data) - 1
     for i, (key, value) in enumerate(data.items()):
         out.write(f'  {json.dumps({key: 0})[1:-4]}: ')
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, (list, tuple, RankedHosts)):
             _write_list(value, out, default, '  ')
         else:
             out.write(_encode(value, default))
@@ -94,6 +95,10 @@ def _write_list(items, out: TextIO, default, indent: str) -> None:
         out.write('[]')
         return
     out.write('[\n')
+    if isinstance(items, RankedHosts):
+        # Its lines straight from its columns, the same text (ranked's doc).
+        out.write(items.json_lines(indent + '  ') + f'\n{indent}]')
+        return
     last = len(items) - 1
     prefix = indent + '  '
     for start in range(0, len(items), _CHUNK):

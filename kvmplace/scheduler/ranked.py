@@ -1,0 +1,139 @@
+"""The ranked hosts of one answer, kept as the columns they were weighed in.
+
+``select`` on 100,000 hosts ranks some 70,000 of them, and each ranked
+host's explanation is nine dicts (the host, its weighers and their cells,
+its estimate and the estimate's two nested dicts): 620,000 dicts, built
+only to be encoded one by one again when ``select -f json`` prints them,
+together more CPU time than the ranking. :class:`RankedHosts` holds the
+columns instead; :meth:`RankedHosts.rows` builds the dicts every other
+caller gets (the scheduler's answer is plain data), and
+:meth:`RankedHosts.json_lines` writes the JSON text straight from the
+columns: each host's line is exactly ``json.dumps`` of its row (after
+:func:`objects.plain`), and each distinct estimate (hosts on the same
+path and rate share one) is encoded once.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from kvmplace import objects
+
+#: json.dumps's own string encoder (ensure_ascii), so names come out the same.
+_encode_str = json.encoder.encode_basestring_ascii
+#: What float.__repr__ gives for a value JSON cannot hold; plain() nulls it.
+_NON_FINITE = frozenset({'inf', '-inf', 'nan'})
+
+
+class RankedHosts(Sequence):
+    """A ranking's rows, best first, from its columns (see the module doc).
+
+    ``names`` and ``weights`` are per host (weights rounded already);
+    ``weighers`` maps each weigher's name, in its place in the output, to
+    its rounded raw and normalized columns and its multiplier;
+    ``estimates`` is per host; ``order`` the hosts' indices, best first.
+    """
+
+    def __init__(self, names: list[str], weights: list[float],
+                 weighers: dict[str, tuple[list[float], list[float], Any]],
+                 estimates: list[objects.Estimate], order: list[int]):
+        self.names = names
+        self.weights = weights
+        self.weighers = weighers
+        self.estimates = estimates
+        self.order = order
+        self._rows: Optional[list[dict]] = None
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, index):
+        return self.rows()[index]
+
+    def __iter__(self):
+        return iter(self.rows())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RankedHosts):
+            other = other.rows()
+        return self.rows() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_dict(self) -> list[dict]:
+        """The rows (for json.dumps's ``default``, as objects with to_dict)."""
+        return self.rows()
+
+    def rows(self) -> list[dict]:
+        """Each ranked host's dict, best first, every dict a fresh one."""
+        if self._rows is None:
+            names = self.names
+            weights = self.weights
+            if self.weighers:
+                weigher_names = list(self.weighers)
+                cells = [[{'raw': r, 'normalized': x, 'multiplier': mult}
+                          for r, x in zip(raw, norm)]
+                         for raw, norm, mult in self.weighers.values()]
+                explained = [dict(zip(weigher_names, row)) for row in zip(*cells)]
+            else:
+                explained = [{} for _ in names]
+            estimates = objects.estimate_dicts(self.estimates)
+            self._rows = [{'host': names[i], 'weight': weights[i], 'weighers': explained[i],
+                           'estimate': estimates[i]}
+                          for i in self.order]
+        return self._rows
+
+    def json_lines(self, prefix: str) -> str:
+        """The rows as ``prefix`` + ``json.dumps(objects.plain(row))``, one a
+        line, ``,`` ending every line but the last (no newline at its end):
+        what :mod:`kvmplace.scheduler.output` writes for a list's elements."""
+        if not self.order:
+            return ''
+        names = [_encode_str(name) for name in self.names]
+        weights = _float_texts(self.weights)
+        cells = []
+        for name, (raw, norm, mult) in self.weighers.items():
+            head = _encode_str(name) + ': {"raw": '
+            tail = ', "multiplier": ' + _value_text(mult) + '}'
+            cells.append([f'{head}{r}, "normalized": {x}{tail}'
+                          for r, x in zip(_float_texts(raw), _float_texts(norm))])
+        if cells:
+            explained = [', '.join(row) for row in zip(*cells)]
+        else:
+            explained = ['' for _ in names]
+        texts: dict[int, str] = {}
+        estimates = []
+        for est in self.estimates:
+            text = texts.get(id(est))
+            if text is None:
+                text = texts[id(est)] = _value_text(est.to_dict())
+            estimates.append(text)
+        return ',\n'.join([f'{prefix}{{"host": {names[i]}, "weight": {weights[i]}, '
+                           f'"weighers": {{{explained[i]}}}, "estimate": {estimates[i]}}}'
+                           for i in self.order])
+
+
+def _value_text(value: Any) -> str:
+    """``json.dumps(objects.plain(value))``: what a row's value is written as.
+    (Only a value holding a non-finite float, which json.dumps refuses,
+    takes plain's copy.)"""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(objects.plain(value), allow_nan=False)
+
+
+def _float_texts(values: list[float]) -> list[str]:
+    """``_value_text`` of each value of a column of floats (repr, or null
+    when not finite), at one ``float.__repr__`` each: json.dumps writes a
+    float (or a float subclass) as ``float.__repr__`` does; a column
+    holding anything else (float.__repr__ refuses it) takes _value_text."""
+    try:
+        texts = list(map(float.__repr__, values))
+    except TypeError:
+        return [_value_text(v) for v in values]
+    if not _NON_FINITE.isdisjoint(texts):
+        texts = [t if math.isfinite(v) else 'null' for t, v in zip(texts, values)]
+    return texts
