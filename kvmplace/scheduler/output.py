@@ -97,7 +97,8 @@ def _write_list(items, out: TextIO, default, indent: str) -> None:
     out.write('[\n')
     if isinstance(items, RankedHosts):
         # Its lines straight from its columns, the same text (ranked's doc).
-        out.write(items.json_lines(indent + '  ') + f'\n{indent}]')
+        items.write_json_lines(out, indent + '  ')
+        out.write(f'\n{indent}]')
         return
     last = len(items) - 1
     prefix = indent + '  '

@@ -7,7 +7,7 @@ only to be encoded one by one again when ``select -f json`` prints them,
 together more CPU time than the ranking. :class:`RankedHosts` holds the
 columns instead; :meth:`RankedHosts.rows` builds the dicts every other
 caller gets (the scheduler's answer is plain data), and
-:meth:`RankedHosts.json_lines` writes the JSON text straight from the
+:meth:`RankedHosts.write_json_lines` writes the JSON text straight from the
 columns: each host's line is exactly ``json.dumps`` of its row (after
 :func:`objects.plain`), and each distinct estimate (hosts on the same
 path and rate share one) is encoded once.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
 from kvmplace import objects
 
@@ -25,6 +25,8 @@ from kvmplace import objects
 _encode_str = json.encoder.encode_basestring_ascii
 #: What float.__repr__ gives for a value JSON cannot hold; plain() nulls it.
 _NON_FINITE = frozenset({'inf', '-inf', 'nan'})
+#: Lines written at a time (a few hundred KiB of text).
+_CHUNK = 2048
 
 
 class RankedHosts(Sequence):
@@ -85,12 +87,15 @@ class RankedHosts(Sequence):
                           for i in self.order]
         return self._rows
 
-    def json_lines(self, prefix: str) -> str:
-        """The rows as ``prefix`` + ``json.dumps(objects.plain(row))``, one a
-        line, ``,`` ending every line but the last (no newline at its end):
-        what :mod:`kvmplace.scheduler.output` writes for a list's elements."""
+    def write_json_lines(self, out: TextIO, prefix: str) -> None:
+        """Write the rows to ``out`` as ``prefix`` + ``json.dumps(objects.plain(row))``,
+        one a line, ``,`` ending every line but the last (no newline after
+        it): what :mod:`kvmplace.scheduler.output` writes for a list's
+        elements. Written a chunk of lines at a time: the whole text (80 MB
+        at 70,000 hosts) and its encoded copy would be as large again as
+        the columns, and cost their pages' faults."""
         if not self.order:
-            return ''
+            return
         names = [_encode_str(name) for name in self.names]
         weights = _float_texts(self.weights)
         cells = []
@@ -110,9 +115,14 @@ class RankedHosts(Sequence):
             if text is None:
                 text = texts[id(est)] = _value_text(est.to_dict())
             estimates.append(text)
-        return ',\n'.join([f'{prefix}{{"host": {names[i]}, "weight": {weights[i]}, '
-                           f'"weighers": {{{explained[i]}}}, "estimate": {estimates[i]}}}'
-                           for i in self.order])
+        order = self.order
+        for start in range(0, len(order), _CHUNK):
+            if start:
+                out.write(',\n')
+            out.write(',\n'.join([f'{prefix}{{"host": {names[i]}, "weight": {weights[i]}, '
+                                   f'"weighers": {{{explained[i]}}}, '
+                                   f'"estimate": {estimates[i]}}}'
+                                   for i in order[start:start + _CHUNK]]))
 
 
 def _value_text(value: Any) -> str:
