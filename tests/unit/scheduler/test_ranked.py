@@ -77,3 +77,27 @@ def test_a_non_finite_value_is_null_and_non_ascii_is_escaped():
     assert line == ('    {"host": "h\\u00f4te", "weight": null, "weighers": {"w": '
                     '{"raw": null, "normalized": null, "multiplier": 2}}, "estimate": '
                     + json.dumps(objects.plain(_estimate(math.inf, False).to_dict())) + '}')
+
+
+def test_lines_written_a_chunk_at_a_time_join_as_one(monkeypatch):
+    """More hosts than a chunk: the chunks' seams are the lines' commas."""
+    monkeypatch.setattr('kvmplace.scheduler.ranked._CHUNK', 3)
+    count = 10
+    ranked = RankedHosts([f'h{i}' for i in range(count)], [float(i) for i in range(count)],
+                         {'w': ([0.5] * count, [1.0] * count, -1.0)},
+                         [_estimate(1.0, False)] * count, list(range(count))[::-1])
+    assert _written(ranked) == _written(ranked.rows())
+
+
+def test_numbers_repr_writes_with_an_exponent_are_written_as_json_dumps_does():
+    """orjson writes these its own way (``0.00001``, ``1e16``); the text
+    must still be json.dumps's (``1e-05``, ``1e+16``)."""
+    values = [1e-05, 1e16, -1.2345678901234568e+17, 5e-324, 1.7976931348623157e308, 0.0001,
+              10.00001, -0.0, 0.30000000000000004, 1e15, math.inf, math.nan]
+    count = len(values)
+    ranked = RankedHosts([f'h{i}' for i in range(count)], values,
+                         {'w%': (values[::-1], values, 1e-07)},
+                         [_estimate(1.0, False)] * count, list(range(count)))
+    text = _written(ranked)
+    assert text == _written(ranked.rows())
+    assert '"weight": 1e-05,' in text and '"weight": 1e+16,' in text
