@@ -101,3 +101,11 @@ def test_numbers_repr_writes_with_an_exponent_are_written_as_json_dumps_does():
     text = _written(ranked)
     assert text == _written(ranked.rows())
     assert '"weight": 1e-05,' in text and '"weight": 1e+16,' in text
+
+
+def test_a_column_not_all_floats_is_written_as_json_dumps_writes_it():
+    ranked = RankedHosts(['a', 'b', 'c'], [1, 0.5, True],
+                         {'w': ([2, None, 1.5], [0.0, 1.0, 0.5], 1)},
+                         [_estimate(1.0, True)] * 3, [2, 0, 1])
+    assert _written(ranked) == _written(ranked.rows())
+    assert '"weight": true' in _written(ranked)
