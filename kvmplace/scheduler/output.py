@@ -16,6 +16,10 @@ first encoded by orjson, a chunk at a time, and its text is used when it
 can be shown to be exactly json.dumps's once the spaces after ``,`` and
 ``:`` are added (:func:`_quick_lines`); any other chunk takes json.dumps
 as before. The bytes written are the same either way.
+
+A scheduler ranking kept as columns (:class:`~kvmplace.scheduler.ranked.
+RankedHosts`, what ``select -f json`` asks for) writes its own lines from
+them, the same bytes again, without a dict per host.
 """
 from __future__ import annotations
 
