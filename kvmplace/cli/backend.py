@@ -27,10 +27,12 @@ class Offline:
         self.scheduler = manager.SchedulerManager(app.conf)
 
     def select(self, instance: str, policy: objects.Policy, force_hosts: tuple = (),
-               ignore_hosts: tuple = ()) -> dict:
+               ignore_hosts: tuple = (), ranked_columns: bool = False) -> dict:
+        """The scheduler's answer; with ``ranked_columns`` its ``ranked`` is
+        the scheduler's RankedHosts, for an answer only written as JSON."""
         request = objects.MigrationRequest(instance=instance, force_hosts=list(force_hosts),
                                            ignore_hosts=list(ignore_hosts), policy=policy)
-        return self.scheduler.select(self.inventory, request)
+        return self.scheduler.select(self.inventory, request, ranked_columns=ranked_columns)
 
     def estimate(self, instance: str, dest: str, policy: objects.Policy) -> dict:
         return self.scheduler.estimate(self.inventory, instance, dest, policy=policy).to_dict()
@@ -77,7 +79,8 @@ class Conductor:
         return self._api
 
     def select(self, instance: str, policy: objects.Policy, force_hosts: tuple = (),
-               ignore_hosts: tuple = ()) -> dict:
+               ignore_hosts: tuple = (), ranked_columns: bool = False) -> dict:
+        """The conductor's answer: plain data whatever ``ranked_columns``."""
         from kvmplace.cli import options
         return client.call(self.api.select_destinations, instance,
                            policy=options.policy_dict(policy), force_hosts=list(force_hosts),

@@ -31,9 +31,13 @@ class Select(base.Lister):
     def compute(self, parsed_args):
         self.backend = backends.for_args(self.app, parsed_args)
         self.args = parsed_args
+        # The whole answer as JSON is written straight from the ranking's
+        # columns (scheduler.ranked): its 70,000 ranked rows are not built.
+        whole_json = parsed_args.formatter == 'json' and not parsed_args.columns
         return self.backend.select(parsed_args.instance, options.policy(parsed_args),
                                    tuple(parsed_args.force_hosts),
-                                   tuple(parsed_args.ignore_hosts))
+                                   tuple(parsed_args.ignore_hosts),
+                                   ranked_columns=whole_json)
 
     def rows(self, data):
         rows = []

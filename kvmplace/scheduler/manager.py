@@ -22,6 +22,7 @@ from kvmplace import topology as topo
 from kvmplace.exception import ConfigError, InvalidInput, NotFound
 from kvmplace.scheduler import columns
 from kvmplace.scheduler.hosts import HostColumns
+from kvmplace.scheduler.ranked import RankedHosts
 from kvmplace.scheduler.spec import RequestSpec
 from kvmplace.scheduler.weighers import as_floats
 
@@ -150,11 +151,13 @@ class SchedulerManager:
     def select(self, inventory: objects.Inventory, request: objects.MigrationRequest,
                topology: Optional[topo.Topology] = None,
                hosts: Optional[Iterable[objects.Host]] = None,
-               now: Optional[float] = None) -> dict:
+               now: Optional[float] = None, ranked_columns: bool = False) -> dict:
         """Rank the candidate hosts for ``request``.
 
         Returns ``{"instance", "source", "ranked": [...], "rejected": [...]}``
-        as ARCHITECTURE "CLI" defines; ``ranked`` best first.
+        as ARCHITECTURE "CLI" defines; ``ranked`` best first: a list of
+        dicts, or with ``ranked_columns`` the :class:`RankedHosts` they are
+        made from (for a caller that only writes them out as JSON).
         """
         # The topology and the source's path widths are cluster-sized too
         # (a dict entry per host): paused with the ranking, or a full
@@ -162,13 +165,15 @@ class SchedulerManager:
         with gcpause.paused():
             spec = self.build_spec(inventory, request, topology, now)
             return self.select_with_spec(spec, hosts if hosts is not None
-                                         else inventory.hosts.values())
+                                         else inventory.hosts.values(), ranked_columns)
 
-    def select_with_spec(self, spec: RequestSpec, hosts: Iterable[objects.Host]) -> dict:
+    def select_with_spec(self, spec: RequestSpec, hosts: Iterable[objects.Host],
+                         ranked_columns: bool = False) -> dict:
         with gcpause.paused():      # a cluster-sized answer, no cycles in it
-            return self._select(spec, hosts)
+            return self._select(spec, hosts, ranked_columns)
 
-    def _select(self, spec: RequestSpec, hosts: Iterable[objects.Host]) -> dict:
+    def _select(self, spec: RequestSpec, hosts: Iterable[objects.Host],
+                ranked_columns: bool) -> dict:
         request = spec.request
         candidates = list(hosts)
         rejected: list[dict] = []
@@ -204,46 +209,36 @@ class SchedulerManager:
                       {'name': flt.name, 'left': len(candidates), 'out': len(failed)})
         ranked = self._weigh(table.view(index, candidates), spec)
         return {'instance': spec.instance.name, 'source': spec.source.name,
-                'ranked': ranked, 'rejected': rejected}
+                'ranked': ranked if ranked_columns else ranked.rows(), 'rejected': rejected}
 
-    def _weigh(self, cols: HostColumns, spec: RequestSpec) -> list[dict]:
+    def _weigh(self, cols: HostColumns, spec: RequestSpec) -> RankedHosts:
         """Each weigher over all hosts, normalized here; the ranked result.
 
         Work is done a column (one weigher, every host) at a time, and the
         rounding the output asks for a column at a time too
-        (:mod:`kvmplace.scheduler.columns`); each host's explanation is then
-        assembled from the columns in ranked order.
+        (:mod:`kvmplace.scheduler.columns`); the result keeps the columns
+        (:class:`RankedHosts`), whose rows assemble each host's explanation
+        in ranked order.
         """
         hosts = cols.hosts
         if not hosts:
-            return []
+            return RankedHosts([], [], {}, [], [])
         names = [h.name for h in hosts]
         totals = np.zeros(len(hosts))
-        # Each weigher's explanation of every host, a column at a time (a
-        # comprehension, not a loop body per host and weigher); a weigher
-        # named twice keeps its first place and its last column, as
+        # Each weigher's explanation of every host, a column at a time; a
+        # weigher named twice keeps its first place and its last column, as
         # assigning each host's dict in turn did. The arithmetic is numpy's
         # over the columns: the same IEEE operations, one at a time, as the
         # Python expressions it replaces (normalize_column says how).
-        cells: dict[str, list[dict]] = {}
+        cells: dict[str, tuple[list[float], list[float], object]] = {}
         for weigher in self.weighers:
             raw = as_column(weigher.weigh_column(cols, spec), len(hosts))
             norm = normalize_column(raw)
             mult = weigher.multiplier
             totals = totals + mult * norm
-            cells[weigher.name] = [{'raw': r, 'normalized': x, 'multiplier': mult}
-                                   for r, x in zip(columns.round_all(raw, 4),
-                                                   columns.round_all(norm, 4))]
-        if cells:
-            weigher_names = list(cells)
-            explained = [dict(zip(weigher_names, row)) for row in zip(*cells.values())]
-        else:
-            explained = [{} for _ in hosts]
-        weights = columns.round_all(totals, 6)
-        estimates = objects.estimate_dicts(cols.estimates)
-        return [{'host': names[i], 'weight': weights[i], 'weighers': explained[i],
-                 'estimate': estimates[i]}
-                for i in columns.rank(totals.tolist(), names)]
+            cells[weigher.name] = (columns.round_all(raw, 4), columns.round_all(norm, 4), mult)
+        return RankedHosts(names, columns.round_all(totals, 6), cells, cols.estimates,
+                           columns.rank(totals.tolist(), names))
 
     def estimate(self, inventory: objects.Inventory, instance_name: str, dest_name: str,
                  policy: Optional[objects.Policy] = None,

@@ -7,6 +7,7 @@ weights (so names decide), NUMA nodes whose healths tie to 6 places, hosts
 without NUMA figures, unreachable hosts and equal-width routes, learned
 path rates, every policy switch, zero multipliers, filters off.
 """
+import io
 import json
 import random
 
@@ -16,9 +17,11 @@ from hypothesis import strategies as st
 import kvmplace.conf
 from kvmplace import inventory as inventory_mod
 from kvmplace import objects
+from kvmplace.cli import base
 from kvmplace.conf import scheduler as scheduler_opts
 from kvmplace.estimator import batch
 from kvmplace.scheduler import manager
+from kvmplace.scheduler import output
 from kvmplace.scheduler import testing
 from tests.unit.conftest import NOW
 from tests.unit.scheduler import reference
@@ -133,6 +136,21 @@ def _check(inv, policy, data):
     slow = reference.select(sched, inv, request, NOW)
     assert json.dumps(objects.plain(fast)) == json.dumps(objects.plain(slow))
     assert fast == slow or json.dumps(fast) == json.dumps(slow)   # nan-proof
+    _check_columns_text(sched, inv, request, fast)
+
+
+def _streamed(answer: dict) -> str:
+    buf = io.StringIO()
+    output.write_json(answer, buf, default=base._jsonable)
+    return buf.getvalue()
+
+
+def _check_columns_text(sched, inv, request, rows_answer: dict) -> None:
+    """``select -f json`` writes the ranking from its columns: the same
+    bytes as from its rows, and the same rows when they are asked for."""
+    columns = sched.select(inv, request, now=NOW, ranked_columns=True)
+    assert _streamed(columns) == _streamed(rows_answer)
+    assert json.dumps(columns['ranked'].rows()) == json.dumps(rows_answer['ranked'])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -160,5 +178,6 @@ def test_select_is_the_reference_computation_on_large_seeded_clusters():
                 fast = sched.select(inv, request, now=NOW)
                 slow = reference.select(sched, inv, request, NOW)
                 assert json.dumps(objects.plain(fast)) == json.dumps(objects.plain(slow))
+                _check_columns_text(sched, inv, request, fast)
                 ranked += len(fast['ranked'])
     assert ranked > 2 * LARGE
