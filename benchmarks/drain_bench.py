@@ -252,16 +252,32 @@ def kvmplace_drain(stack: labbench.Stack) -> dict:
             'predicted_start_seconds': p.get('start_seconds'),
             'predicted_seconds': p.get('predicted_seconds'),
             'bandwidth_cap_mibps': (m.get('policy') or {}).get('bandwidth_cap_mibps'),
-            'data_mib': res.get('data_mib')})
+            'data_mib': res.get('data_mib'),
+            # What QEMU was given and did: why a pause or a time was what
+            # it was (the agent's result, kvmplace.agent.migration).
+            'iterations': res.get('iterations'),
+            'downtime_limit_ms': res.get('downtime_limit_ms'),
+            'downtime_steps': res.get('downtime_steps')})
         labbench.log(f"  {m['instance']} -> {m['dest']}: record {moves[-1]['record_seconds']} s "
                      f"(planned {p.get('predicted_seconds')}), job {res.get('elapsed_seconds')} s "
-                     f"from {moves[-1]['start_seconds']:.1f} s, {res.get('downtime_ms')} ms down")
+                     f"from {moves[-1]['start_seconds']:.1f} s, {res.get('downtime_ms')} ms down "
+                     f"(QEMU's limit {res.get('downtime_limit_ms')} ms, "
+                     f"{len(res.get('downtime_steps') or [])} changes, "
+                     f"{res.get('iterations')} iterations)")
     api.set_maintenance({}, SOURCE, False)
     return {'makespan_seconds': round(wall, 3),
             'record_makespan_seconds': round(_ts(rec['finished_at']) - created, 3),
             'predicted_makespan_seconds': plan.get('predicted_makespan_seconds'),
             'concurrency': plan.get('concurrency'),
             'unplaced': plan.get('unplaced'), 'migrations': moves}
+
+
+def chooses_limit(stack: labbench.Stack) -> bool:
+    """Whether the lab's conductor and agents choose QEMU's downtime limit
+    per migration ([estimator] choose_downtime_limit): kept in the result
+    so a replay plans as the run did (drain_replay.chose_limit)."""
+    from kvmplace import conf as kconf
+    return bool(kconf.new_conf(config_files=stack.configs).estimator.choose_downtime_limit)
 
 
 def wait_reported(stack: labbench.Stack, state: dict, links: dict[str, int],
@@ -400,6 +416,7 @@ def main(argv=None) -> int:
         return 2
     links0 = [SOURCE_LINK_MBPS] + [GOOD_LINK_MBPS] * len(DESTS)
     seeds: list[dict] = []
+    choose_limit = None
     with labbench.lab('drain_bench', len(links0), links0, guest_mix(),
                       keep=args.keep_lab) as state, \
             tempfile.TemporaryDirectory(prefix='kvmplace-drain-') as tmp:
@@ -421,6 +438,7 @@ def main(argv=None) -> int:
                 # Agents read their link at start: a fresh stack on the same
                 # database (what it learned stays), the changed paths forgotten.
                 stack = labbench.Stack(state, tmp, estimator={})
+                choose_limit = chooses_limit(stack)
                 wait_reported(stack, state, current, timeout_s=180)
                 for host in changed:
                     stack.api().forget_path_rates({}, dest=host)
@@ -455,6 +473,7 @@ def main(argv=None) -> int:
                 stack.stop()
         health = labbench.guest_health(state)
     out = {'benchmark': 'drain', **summarise(seeds), 'runs': seeds,
+           'choose_downtime_limit': choose_limit,
            'scenario': {'source': SOURCE, 'source_link_mbps': SOURCE_LINK_MBPS,
                         'dest_link_mbps': GOOD_LINK_MBPS,
                         'degraded_link_mbps': DEGRADED_LINK_MBPS,

@@ -19,13 +19,22 @@ What the JSON does not keep is reconstructed, the same for both models:
 each migration's job start (its record's start plus seed 1's recorded
 record overhead less its post-job tail), the estimate a record carried (the
 estimator's solo rate on the reconstructed path), and the dirty rates the
-agents sampled: each guest's is set so that the old model, with the
-concurrency the seed's plan recorded, replays the per-migration times that
-plan recorded (:func:`calibrated_inventory`; keeping which moves waited).
-The ``recorded`` model is that replay: how far it lands from the JSON's own
-figures (and ``calibration_residual_seconds``) says how faithful the
-reconstruction is. The measured times are used only to score, and, from
-earlier seeds, to learn.
+agents sampled: for a plan made with the per-stream model, each guest's is
+set so that the old model, with the concurrency the seed's plan recorded,
+replays the per-migration times that plan recorded
+(:func:`calibrated_inventory`; keeping which moves waited). A plan made
+with the shared-source model gives every member of a pool one time, which
+cannot tell the guests' rates apart: its guests keep the rates the bench
+gives them (``drain_bench.DRAINED``). The ``recorded`` model is that
+replay, with each seed's recorded concurrency as it was recorded: how far
+it lands from the JSON's own figures (and
+``calibration_residual_seconds``) says how faithful the reconstruction is.
+The measured times are used only to score, and, from earlier seeds, to
+learn.
+
+QEMU's downtime limit is planned as the run planned it: chosen per
+migration (``[estimator] choose_downtime_limit``) when the run's code
+chose it (:func:`chose_limit`), at its cap before that.
 
 Prints one JSON line: per model, per-migration MAPE (against each record's
 created -> finished) and the makespan's median |error| (against the drain
@@ -39,6 +48,7 @@ import dataclasses
 import datetime as dt
 import os
 import statistics
+import subprocess
 import tempfile
 
 from kvmplace import conf as kconf
@@ -59,18 +69,43 @@ LAB_HOST_VCPUS = 2
 MAX_DIRTY_MIBPS = 60.0
 
 
-def lab_conf():
+#: The commit that made the estimator choose QEMU's downtime limit per
+#: migration ("estimator: choose QEMU's downtime limit per migration from
+#: the model"); a run whose code has it planned with the choice.
+CHOICE_COMMIT = '0952222'
+
+
+def chose_limit(result: dict) -> bool:
+    """Whether ``result``'s drains planned (and ran) with QEMU's downtime
+    limit chosen per migration: what the result says, else whether its
+    commit descends from :data:`CHOICE_COMMIT` (git of this checkout);
+    False when neither tells (the results before the choice)."""
+    if 'choose_downtime_limit' in result:
+        return bool(result['choose_downtime_limit'])
+    commit = result.get('commit')
+    if not commit:
+        return False
+    try:
+        done = subprocess.run(['git', 'merge-base', '--is-ancestor', CHOICE_COMMIT, commit],
+                              cwd=os.path.dirname(os.path.abspath(__file__)),
+                              capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def lab_conf(choose_limit: bool = False):
     """The lab's configuration as a conductor there reads it, with QEMU's
-    downtime limit at its cap: the recorded drains ran (and were planned)
-    before the limit was chosen per migration, so replaying them with the
-    choice would not give back their plans."""
+    downtime limit chosen per migration or at its cap as the replayed
+    run's was (replaying a run with the other would not give back its
+    plans)."""
     with tempfile.NamedTemporaryFile('w', suffix='.conf', delete=False) as f:
         f.write('\n'.join(services.config_lines({'hosts': []})))
     try:
         conf = kconf.new_conf(config_files=[f.name])
     finally:
         os.unlink(f.name)
-    conf.set_override('choose_downtime_limit', False, group='estimator')
+    conf.set_override('choose_downtime_limit', choose_limit, group='estimator')
     return conf
 
 
@@ -107,7 +142,13 @@ def calibrated_inventory(bench, run: dict, sched, rounds: int = 3) -> tuple[obje
     and the largest |replayed - recorded| seconds left."""
     inv = inventory(bench, run)
     kv = run['kvmplace']
-    model = _concurrency(kv['concurrency'], shared_source=False)
+    model = _concurrency(kv['concurrency'])
+    if model.shared_source:
+        # One pool time for all its members: the rates stay the bench's.
+        plan = drain.plan(sched, inv, bench.SOURCE, concurrency=model)
+        got = {m['instance']: m['predicted_seconds'] for m in plan['migrations']}
+        return inv, max(abs(got.get(m['instance'], float('inf')) - m['predicted_seconds'])
+                        for m in kv['migrations'] if m.get('predicted_seconds'))
     wanted = {m['instance']: m['predicted_seconds'] for m in kv['migrations']
               if m.get('predicted_seconds')}
 
@@ -199,7 +240,7 @@ def score(run: dict, plan: dict) -> dict:
 
 
 def replay(bench, result: dict) -> dict:
-    conf = lab_conf()
+    conf = lab_conf(chose_limit(result))
     sched = manager.SchedulerManager(conf)
     params = sched.params
     prior = conc.Concurrency.from_conf(conf)
@@ -212,8 +253,7 @@ def replay(bench, result: dict) -> dict:
             for i, (run, (inv, _)) in enumerate(zip(runs, lab))]
     models: dict[str, dict] = {name: {'seeds': []} for name in ('recorded', 'old', 'new')}
     for k, (run, (inv, residual)) in enumerate(zip(runs, lab)):
-        learned = {'recorded': _concurrency(run['kvmplace']['concurrency'],
-                                            shared_source=False)}
+        learned = {'recorded': _concurrency(run['kvmplace']['concurrency'])}
         for name, shared in (('old', False), ('new', True)):
             if k == 0:
                 learned[name] = dataclasses.replace(first, shared_source=shared)

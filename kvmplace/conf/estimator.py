@@ -150,7 +150,10 @@ OPTS = [
              'drain_start_lag_seconds and drain_pace from the conductor\'s finished '
              'drains '
              '(weighed against the configured values by '
-             'learning_prior_migrations) and plan drains with them.'),
+             'learning_prior_migrations; with drain_shared_source a pool '
+             'of migrations that ended together counts once for '
+             'stream_contention, its one end being what it measured) and '
+             'plan drains with them.'),
     cfg.BoolOpt(
         'learn_path_throughput', default=True,
         help='Learn each (source, destination) path\'s throughput from the '

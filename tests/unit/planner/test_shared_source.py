@@ -195,8 +195,25 @@ def test_few_pools_are_shrunk_towards_the_prior():
     drains = [pool_drain(truth, [512.0], [0.0], at=0.0),
               pool_drain(truth, [512.0, 256.0, 1024.0], [0.0, 0.0, 0.0], at=1000.0)]
     learned = conc.fit(drains, PARAMS, prior, prior_samples=3)
-    # Three pool members against three of prior: half way.
-    assert learned.contention == pytest.approx(0.3, abs=1e-3)
+    # One pool (of three members) against three of prior: a quarter way.
+    assert learned.contention == pytest.approx(0.15, abs=1e-3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(c=st.floats(0.05, 2.0), members=st.integers(2, 6), prior_c=st.floats(0.0, 1.0))
+def test_a_pool_is_one_witness_of_contention_whatever_its_size(c, members, prior_c):
+    """A pool's members end together: its one end is what it measured, so
+    a pool of six weighs against the prior as a pool of two does."""
+    truth = conc.Concurrency(record_overhead_seconds=1.0, contention=c, pace=1.0,
+                             shared_source=True)
+    prior = conc.Concurrency(contention=prior_c, pace=1.0, shared_source=True)
+
+    def learned(count: int) -> float:
+        drains = [pool_drain(truth, [512.0], [0.0], at=0.0),
+                  pool_drain(truth, [512.0] * count, [0.0] * count, at=1000.0)]
+        return conc.fit(drains, PARAMS, prior, prior_samples=3).contention
+    assert learned(members) == pytest.approx(learned(2), abs=1e-6)
+    assert learned(members) == pytest.approx((c + 3 * prior_c) / 4, rel=1e-3, abs=1e-3)
 
 
 @settings(max_examples=60, deadline=None)
