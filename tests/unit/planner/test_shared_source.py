@@ -120,14 +120,25 @@ def test_one_move_plans_as_its_solo_estimate_plus_the_fixed_costs(sched):
 
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 10_000), c=st.floats(0.0, 2.0))
-def test_a_pool_never_shortens_a_plan(sched, seed, c):
-    """No member ends before it would alone: a plan with pools is never
-    shorter than the one without concurrency costs."""
+def test_no_pooled_member_ends_before_it_would_alone(sched, seed, c):
+    """No member ends before it would alone on an empty cluster. (A plan
+    with pools may end sooner than one without concurrency costs: since
+    pool members hold their link at the pool's pace, a guest that the
+    per-stream plan keeps waiting for link room can join the pool; at
+    c = 0 the others cost nothing.)"""
     inv = synth.drain_cluster(seed, guests=5)
-    plain = drain.plan(sched, inv, 'src')
-    pooled = drain.plan(sched, inv, 'src',
-                        concurrency=conc.Concurrency(contention=c, shared_source=True))
-    assert pooled['predicted_makespan_seconds'] >= plain['predicted_makespan_seconds'] - 1e-6
+    model = conc.Concurrency(contention=c, shared_source=True)
+    pooled = drain.plan(sched, inv, 'src', concurrency=model)
+    for move in pooled['migrations']:
+        name = move['instance']
+        alone = objects.Inventory(
+            {h: dataclasses.replace(inv.hosts[h]) for h in ('src', move['dest'])},
+            {name: inv.instances[name]}, [])
+        alone.hosts['src'].memory_used_mib = inv.instances[name].memory_mib
+        alone.hosts['src'].vcpus_used = inv.instances[name].vcpus
+        (solo,) = drain.plan(sched, alone, 'src', concurrency=model)['migrations']
+        assert solo['dest'] == move['dest']
+        assert move['predicted_seconds'] >= solo['predicted_seconds'] - 1e-3
 
 
 def test_the_model_is_off_by_default_and_on_in_the_lab():
