@@ -42,6 +42,12 @@ Figures (medians over the repetitions):
   differ: shifts (with 90 % bootstrap intervals) of the whole call, of
   QEMU's own job time and of libvirt's time around the job, and both
   sides' median data sent and iterations.
+- ``service_cpu_seconds_median``: per move and side, the CPU seconds
+  (user + system, from ``/proc``) that kvmplace's conductor and agents,
+  RabbitMQ and the lab's libvirt daemons used while the move ran (for
+  kvmplace from the CLI's start to its exit, so including the settle
+  window; for bare the ``migrateToURI3`` call): on a two-CPU lab, CPU the
+  control plane takes while QEMU's migration threads are busy.
 
 Both sides use the agent's flags (live, peer-to-peer, persistent on the
 destination, undefine the source, abort on error) and the same max
@@ -180,6 +186,40 @@ def decomposition(kvm: list[dict], bare_runs: list[dict]) -> dict:
     return out
 
 
+def service_pids(stack: labbench.Stack) -> dict[int, str]:
+    """The long-lived processes whose CPU a move may cost: kvmplace's
+    conductor and agents, RabbitMQ's Erlang VM and the lab's libvirt
+    daemons (QEMU processes come and go with each move; not counted)."""
+    pids = {p.pid: name.split('-')[0] for name, p in stack.procs.items()}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/comm') as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if comm.startswith('beam'):
+            pids[int(entry)] = 'rabbitmq'
+        elif comm in ('libvirtd', 'virtqemud'):
+            pids[int(entry)] = 'libvirtd'
+    return pids
+
+
+def cpu_seconds(pids: dict[int, str]) -> dict[str, float]:
+    """User + system CPU seconds so far of each group in ``pids``."""
+    tick = os.sysconf('SC_CLK_TCK')
+    out: dict[str, float] = {}
+    for pid, group in pids.items():
+        try:
+            with open(f'/proc/{pid}/stat') as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        out[group] = out.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def wait_seen(stack: labbench.Stack, host: str, timeout_s: float = 30.0) -> None:
     """The conductor's view has the guest on ``host`` (agents report every
     second), so kvmplace is not handed a stale placement."""
@@ -227,14 +267,21 @@ def main(argv=None) -> int:
             through_kvmplace(stack, there)
             bare(back, downtime_ms)
             wait_seen(stack, back)
+            pids = service_pids(stack)
             for rep in range(args.repeats):
                 for side, dest in (('kvmplace', there), ('bare', back), ('bare', there),
                                    ('kvmplace', back)):
                     if side == 'kvmplace':
                         wait_seen(stack, there if dest == back else back)
-                        run = through_kvmplace(stack, dest)
-                    else:
-                        run = bare(dest, downtime_ms)
+                    before = cpu_seconds(pids)
+                    t0 = time.monotonic()
+                    run = through_kvmplace(stack, dest) if side == 'kvmplace' \
+                        else bare(dest, downtime_ms)
+                    wall = time.monotonic() - t0
+                    after = cpu_seconds(pids)
+                    run['service_cpu_seconds'] = {g: round(after[g] - before.get(g, 0.0), 3)
+                                                  for g in after}
+                    run['service_cpu_window_seconds'] = round(wall, 3)
                     run['repeat'] = rep + 1
                     runs.append(run)
                     labbench.log(f"{rep + 1}: {side} -> {dest}: "
@@ -277,6 +324,10 @@ def main(argv=None) -> int:
             labbench.median(r['in_record_overhead_seconds'] - settle for r in kvm)
             + shift([r['agent_seconds'] for r in kvm], [r['seconds'] for r in bare_runs]), 3),
         'migration_call': decomposition(kvm, bare_runs),
+        'service_cpu_seconds_median': {
+            side: {g: labbench.median(r['service_cpu_seconds'].get(g) for r in rows)
+                   for g in sorted({g for r in rows for g in r['service_cpu_seconds']})}
+            for side, rows in (('kvmplace', kvm), ('bare', bare_runs))},
         'step_seconds_median': {n: labbench.median(r['steps'].get(n) for r in kvm)
                                 for n in step_names},
         'repeats': args.repeats, 'guest_memory_mib': args.memory,
