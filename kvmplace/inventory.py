@@ -19,7 +19,9 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import mmap
 import os
+import stat
 from collections import Counter
 from typing import Any, Optional
 
@@ -646,27 +648,66 @@ def _yaml_loader() -> Any:
     return Loader
 
 
+#: Largest inventory file read (in characters; a mapped file in bytes).
+MAX_FILE_SIZE = 64 * 1024 * 1024
+#: Bytes of a mapped file whose colons are counted at a time (mmap has no
+#: count(); a slice is a copy, reused at this size).
+_COUNT_CHUNK = 64 * 1024
+
+
 def load(path: str) -> objects.Inventory:
-    """Read and validate an inventory file (JSON, or YAML)."""
+    """Read and validate an inventory file (JSON, or YAML).
+
+    A JSON file is first read by orjson from the file mapped in memory:
+    read() and decoding made two 58 MB copies of a 100,000-host file,
+    whose pages (faulted in at 4 µs each on a VM) cost more than the
+    copies. Anything that path does not accept (not a regular file, not
+    UTF-8, not JSON, not valid) is read as text as before, and judged the
+    long way."""
+    mapped = _mapped(path)
+    if mapped is not None:
+        with gcpause.paused(), mapped, memoryview(mapped) as view:
+            quick = _quick_json(view, mapped)
+        if quick is not None:
+            return quick
     try:
         with open(path, encoding='utf-8') as fh:
-            text = fh.read(64 * 1024 * 1024 + 1)
+            text = fh.read(MAX_FILE_SIZE + 1)
     except OSError as exc:
         raise InvalidInput('--inventory', f'cannot read {path}: {exc.strerror}') from None
     except UnicodeDecodeError:
         raise InvalidInput('--inventory', f'{path} is not UTF-8 text') from None
-    if len(text) > 64 * 1024 * 1024:
+    if len(text) > MAX_FILE_SIZE:
         raise InvalidInput('--inventory', f'{path} is larger than 64 MiB')
     with gcpause.paused():
-        quick = _quick_json(text)
+        # (orjson has read the mapped file already: no second try.)
+        quick = None if mapped is not None else _quick_json(text)
         if quick is not None:
             return quick
         return from_dict(parse_text(text, os.path.basename(path)))
 
 
-def _quick_json(text: str) -> Optional[objects.Inventory]:
+def _mapped(path: str) -> Optional[mmap.mmap]:
+    """``path`` mapped read-only, or None when it cannot be (not a regular
+    file, empty, larger than MAX_FILE_SIZE bytes, unreadable): the text
+    read then says why, if anything is wrong."""
+    try:
+        with open(path, 'rb') as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if not 0 < size <= MAX_FILE_SIZE or not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return None
+            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+
+
+def _quick_json(text: Any, mapped: Optional[mmap.mmap] = None) -> Optional[objects.Inventory]:
     """The inventory a valid JSON file holds, read by orjson, or None: then
     parse_text and from_dict read it again, and raise their errors.
+
+    ``text`` is a str, or the bytes of the file ``mapped`` (a memoryview
+    of it; the same colons either way: in UTF-8 no other character has a
+    byte 0x3A).
 
     json.loads's hook that keeps duplicate keys cost 1 s of a 100,000-host
     file, orjson reads it in 0.45 s, but keeps the last of two equal keys
@@ -677,14 +718,20 @@ def _quick_json(text: str) -> Optional[objects.Inventory]:
     equals the colons in the text only when no key was lost (each key has
     one colon after it; colons in strings add more, and send the file the
     long way). Otherwise orjson gives what json.loads gives (its errors
-    - NaN, lone surrogates, deep nesting - send the file the long way).
+    - NaN, lone surrogates, invalid UTF-8, deep nesting - send the file the
+    long way).
     """
     try:
         data = orjson.loads(text)
         inventory = from_dict(data)
     except Exception:  # noqa: BLE001 - the long way raises the error to show
         return None
-    if text.count(':') != _key_count(data):
+    if mapped is None:
+        colons = text.count(':')
+    else:
+        colons = sum([mapped[i:i + _COUNT_CHUNK].count(b':')
+                      for i in range(0, len(mapped), _COUNT_CHUNK)])
+    if colons != _key_count(data):
         return None
     return inventory
 
