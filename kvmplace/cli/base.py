@@ -27,7 +27,6 @@ import json
 import sys
 from typing import Any, Iterable, Optional, Sequence
 
-import yaml
 from cliff import columns as cliff_columns
 from cliff import lister, show
 
@@ -139,6 +138,7 @@ class _Document:
             return
         data = plain(document)
         if parsed_args.formatter == 'yaml':
+            import yaml         # here: every other command would pay its import
             yaml.safe_dump(data, out, default_flow_style=False, sort_keys=False,
                            allow_unicode=False)
         else:

@@ -15,7 +15,8 @@ path and rate share one) is encoded once.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import chain, repeat
 from typing import Any, Optional, TextIO
 
 import numpy as np
@@ -97,13 +98,18 @@ class RankedHosts(Sequence):
         the columns, and cost their pages' faults."""
         if not self.order:
             return
-        # One %-template for every line: the keys, the weighers' names and
-        # multipliers are the same on each; the values fill it in as texts.
-        cells = ', '.join(f'{_literal(_encode_str(name))}: {{"raw": %s, "normalized": %s, '
-                          f'"multiplier": {_literal(_value_text(mult))}}}'
-                          for name, (_, _, mult) in self.weighers.items())
-        template = (f'{_literal(prefix)}{{"host": %s, "weight": %s, "weighers": '
-                    f'{{{cells}}}, "estimate": %s}}')
+        # The text between the values is the same on every line (the keys,
+        # the weighers' names and multipliers): ``pieces[k]`` goes before
+        # the k-th value, ``end`` after the last. A line is the pieces and
+        # its values interleaved; a chunk of lines one join of them all
+        # (a %-template per line cost four times as much).
+        pieces = [f'{prefix}{{"host": ', ', "weight": ']
+        between = ', "weighers": {'
+        for name, (_, _, mult) in self.weighers.items():
+            pieces += [f'{between}{_encode_str(name)}: {{"raw": ', ', "normalized": ']
+            between = f', "multiplier": {_value_text(mult)}}}, '
+        pieces.append(f'{between.removesuffix(", ")}}}, "estimate": ')
+        end = '},\n'
         # The values are taken in ranked order before they are made texts:
         # a float column as a float64 array (contiguous), the names and
         # estimates by index; gathering 70,000 texts per column in ranked
@@ -126,12 +132,16 @@ class RankedHosts(Sequence):
                 out.write(',\n')
             chunk = order[start:start + _CHUNK]
             at = chunk.tolist()
-            columns = [[_encode_str(names[i]) for i in at]]
+            columns: list[list[str]] = [[_encode_str(names[i]) for i in at]]
             for array, column in zip(arrays, numbers):
                 columns.append(_float_texts(array[chunk].tolist()) if array is not None
                                else [_value_text(column[i]) for i in at])
             columns.append([estimates[i] for i in at])
-            out.write(',\n'.join([template % row for row in zip(*columns)]))
+            streams: list[Iterable[str]] = []
+            for piece, texts_of in zip(pieces, columns):
+                streams += [repeat(piece, len(at)), texts_of]
+            streams.append(repeat(end, len(at)))
+            out.write(''.join(chain.from_iterable(zip(*streams)))[:-2])   # no last ",\n"
 
 
 def _float_array(column: list[float]) -> Optional[np.ndarray]:
@@ -140,11 +150,6 @@ def _float_array(column: list[float]) -> Optional[np.ndarray]:
     if column and set(map(type, column)) == _ONLY_FLOAT:
         return np.array(column, dtype=np.float64)
     return None
-
-
-def _literal(text: str) -> str:
-    """``text`` as it stands in a %-template."""
-    return text.replace('%', '%%')
 
 
 def _value_text(value: Any) -> str:

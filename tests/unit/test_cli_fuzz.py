@@ -146,8 +146,10 @@ def run_cli(capsys, files: dict, argv: list[str]) -> tuple[int, str, str]:
     assert code in (0, 1, 2), (argv, code, err)
     assert 'Traceback' not in err and 'Traceback' not in out, (argv, err)
     if code == 1 and not err and 'doctor' in argv and ('kvmplace doctor' in out or
-                                                        '"checks"' in out):
-        return code, out, err     # doctor's report: a failed check exits 1, on stdout
+                                                        '"checks"' in out or
+                                                        '\nchecks:\n' in out):
+        # doctor's report (table, JSON or YAML): a failed check exits 1, on stdout
+        return code, out, err
     if code != 0:
         lines = err.splitlines()
         assert len(lines) == 1 and lines[0].startswith('kvmplace: error: '), (argv, code, err)
@@ -206,3 +208,10 @@ def test_outputs_stay_in_the_scratch_directory(capsys, scratch):
     run_cli(capsys, scratch, ['drain', 'cn-a', '--dry-run', '--inventory', '@sample',
                               '--output', 'plan.svg', '-f', 'json'])
     assert os.path.exists('plan.svg')
+
+
+def test_doctor_report_in_yaml_with_failed_checks_is_not_an_error(capsys, scratch):
+    """Found by test_fuzz_doctor: a failed check exits 1 with the report on
+    stdout in every format (here no config, database or broker)."""
+    code, out, err = run_cli(capsys, scratch, ['doctor', '-f', 'yaml'])
+    assert code == 1 and not err and out.startswith('ok: false\nchecks:\n')

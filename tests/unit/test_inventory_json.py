@@ -159,3 +159,69 @@ def test_an_escaped_colon_cannot_hide_a_key_given_twice(tmp_path):
     path.write_text(text)
     assert _outcome(text, str(path), True) == \
         'error: hosts[1].memory_mib: is given twice in the same object'
+
+
+# --- the mapped file -------------------------------------------------------------
+
+def _spy_quick_json(monkeypatch) -> list:
+    """The kinds of text _quick_json is given, in order."""
+    kinds = []
+    real = inventory._quick_json
+
+    def spy(text, *args):
+        kinds.append(type(text).__name__)
+        return real(text, *args)
+    monkeypatch.setattr(inventory, '_quick_json', spy)
+    return kinds
+
+
+def test_a_json_file_is_read_from_its_mapped_bytes(tmp_path, monkeypatch):
+    """Not a str: no read() copy and no decoded copy of the file."""
+    path = tmp_path / 'inv.json'
+    path.write_text(dump(_valid()))
+    kinds = _spy_quick_json(monkeypatch)
+    assert repr(inventory.load(str(path))) == _outcome(dump(_valid()), str(path), False)
+    assert kinds == ['memoryview']
+
+
+def test_a_file_the_mapped_read_refuses_is_read_once_more_as_text(tmp_path, monkeypatch):
+    """orjson is not asked twice; the long way names the error."""
+    path = tmp_path / 'inv.json'
+    data = _valid()
+    data[0][1][1][0] = ('name', '"cn\\u0007b"')             # hosts[1].name
+    path.write_text(dump(data))
+    kinds = _spy_quick_json(monkeypatch)
+    assert _outcome('', str(path), True) == \
+        'error: hosts[1].name: contains a control character (U+0007)'
+    assert kinds == ['memoryview']
+
+
+def test_colons_of_a_mapped_file_are_counted_across_chunks(tmp_path, monkeypatch):
+    """A key given twice is found whatever chunk its colon falls in."""
+    monkeypatch.setattr(inventory, '_COUNT_CHUNK', 7)
+    path = tmp_path / 'inv.json'
+    path.write_text(dump(_valid()))
+    assert 'cn-b' in inventory.load(str(path)).hosts
+    data = _valid()
+    host = data[0][1][1]            # hosts[1]
+    host.append(('memory_mib', dict(host)['memory_mib']))
+    path.write_text(dump(data))
+    assert _outcome('', str(path), True) == \
+        'error: hosts[1].memory_mib: is given twice in the same object'
+
+
+def test_an_empty_or_special_file_is_read_as_text(tmp_path):
+    path = tmp_path / 'empty.json'
+    path.write_text('')
+    assert inventory._mapped(str(path)) is None
+    assert inventory._mapped('/dev/null') is None
+    assert inventory._mapped(str(tmp_path / 'nope.json')) is None
+    assert _outcome('', str(path), True) == _outcome('', str(path), False)
+
+
+def test_a_file_over_the_limit_is_not_mapped(tmp_path, monkeypatch):
+    monkeypatch.setattr(inventory, 'MAX_FILE_SIZE', 10)
+    path = tmp_path / 'inv.json'
+    path.write_text(dump(_valid()))
+    assert inventory._mapped(str(path)) is None
+    assert _outcome('', str(path), True) == f'error: --inventory: {path} is larger than 64 MiB'
