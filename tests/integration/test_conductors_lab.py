@@ -94,11 +94,20 @@ def private_pg():
 @pytest.fixture
 def three(shared_lab, own_vhost, private_pg, tmp_path):  # noqa: F811
     s = Conductors(shared_lab, own_vhost, tmp_path, private_pg)
+    s.api_confs = []
     try:
         _wait_all_up(s, shared_lab)
         yield s
     finally:
         s.stop()
+        # The test's own RPC clients keep a reply consumer on the vhost;
+        # close them before own_vhost deletes it, or their reconnects log
+        # "vhost ... not found" for the rest of the session.
+        from kvmplace import rpc
+        for conf in s.api_confs:
+            transport = rpc._TRANSPORTS.pop(id(conf), None)
+            if transport is not None:
+                transport.cleanup()
 
 
 def _owner_of(stack, mid: str) -> str | None:
@@ -230,4 +239,5 @@ def _api(three):
     url = [line for line in three.config.read_text().splitlines()
            if line.startswith('transport_url')][0].split('=', 1)[1].strip()
     conf.set_override('transport_url', url)
+    three.api_confs.append(conf)
     return rpcapi.ConductorAPI(conf=conf, timeout=20)
